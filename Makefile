@@ -1,0 +1,35 @@
+# Two commands matter: `make demo` and `make test`. Both do all set-up first, idempotently.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+CLI    := $(VENV)/bin/sleep-agent
+STAMP  := $(VENV)/.installed
+
+.PHONY: install model demo test test-fast bench lint clean
+
+$(STAMP): pyproject.toml scripts/install.sh
+	bash scripts/install.sh
+
+install: $(STAMP)
+
+# Converts the default model once into the cache (reused afterwards).
+model: install
+	$(CLI) prepare-model
+
+demo: model
+	$(PY) examples/serve_and_swap.py
+
+test: model
+	$(PY) -m pytest -v
+
+# Unit tests only: no converted model, no vLLM server.
+test-fast: install
+	$(PY) -m pytest -v -m "not slow and not vllm"
+
+bench: model
+	$(PY) benchmarks/swap_latency.py
+
+lint: install
+	$(VENV)/bin/ruff check sleep_agent tests examples benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

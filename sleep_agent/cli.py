@@ -1,0 +1,85 @@
+"""The ``sleep-agent`` command: one job per subcommand; errors are turned into messages only here."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from sleep_agent.errors import SleepAgentError
+
+app = typer.Typer(help="Sleepable memory for LangGraph agents.", no_args_is_help=True, add_completion=False)
+console = Console(stderr=True)
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="'default', a Hugging Face model id or a local path")]
+CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="where prepared models are kept")]
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {exc}")
+    return typer.Exit(code=1)
+
+
+@app.command("prepare-model")
+def prepare_model_cmd(model: ModelOpt = "default", cache_dir: CacheOpt = None) -> None:
+    """Convert or download the model once into the cache and print its directory."""
+    from sleep_agent.models import prepare_model
+
+    try:
+        path = prepare_model(model, cache_dir)
+    except SleepAgentError as exc:
+        raise _fail(exc) from exc
+    typer.echo(str(path))
+
+
+@app.command("serve")
+def serve_cmd(
+    model: ModelOpt = "default",
+    cache_dir: CacheOpt = None,
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    adapter: Annotated[Optional[list[str]], typer.Option(
+        "--adapter", "-a", help="NAME=DIR to load at start, e.g. alice@v1=./adapters/v1; the last one is active")] = None,
+    home: Annotated[Path, typer.Option(help="logs go under HOME/logs")] = Path(".sleep_agent"),
+    max_model_len: Annotated[int, typer.Option(help="context window the server allocates")] = 2048,
+) -> None:
+    """Start a vLLM server with LoRA hot-reload enabled and keep it running until Ctrl-C."""
+    from sleep_agent.config import ServingConfig, SleepConfig
+    from sleep_agent.serving import create_backend
+
+    pairs = []
+    for item in adapter or []:
+        name, sep, directory = item.partition("=")
+        if not sep or not name or not directory:
+            raise _fail(ValueError(f"--adapter {item!r} must look like NAME=DIR, e.g. alice@v1=./adapters/v1"))
+        pairs.append((name, Path(directory)))
+    try:
+        config = SleepConfig(model=model, home=home, cache_dir=cache_dir or SleepConfig().cache_dir,
+                             serving=ServingConfig(host=host, port=port, max_model_len=max_model_len))
+        console.print(f"Starting vLLM for {model!r} on {host}:{port} (this takes a minute or two on CPU)...")
+        server = create_backend(config).start()
+    except (SleepAgentError, ValueError) as exc:
+        raise _fail(exc) from exc
+    try:
+        for name, directory in pairs:
+            server.activate(name, directory, retire_previous=False)
+            console.print(f"loaded adapter {name} from {directory}")
+        console.print(f"[green]ready[/] at {server.base_url}/v1 (model {server.router.target!r}); Ctrl-C stops it")
+        stopped = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+        try:
+            stopped.wait()
+        except KeyboardInterrupt:
+            pass
+    except SleepAgentError as exc:
+        raise _fail(exc) from exc
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,89 @@
+"""Validated configuration: one class per subsystem, every field with a default and a help line."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def default_cache_dir() -> Path:
+    """Where prepared models are kept: $SLEEP_AGENT_CACHE, else the user cache directory."""
+    env = os.environ.get("SLEEP_AGENT_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "sleep-agent"
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class ServingConfig(_Config):
+    """How the model is served. ``backend="vllm"`` starts a server unless ``base_url`` is given."""
+
+    backend: Literal["vllm", "local"] = Field("vllm", description="'vllm' (real server) or 'local' (in-process)")
+    base_url: str | None = Field(None, description="attach to a running vLLM server, e.g. http://127.0.0.1:8000")
+    host: str = Field("127.0.0.1", description="interface a started server listens on")
+    port: int | None = Field(None, ge=1, le=65535, description="port of a started server; None picks a free one")
+    max_model_len: int = Field(2048, ge=128, description="context window the server allocates")
+    max_lora_rank: int = Field(16, ge=1, le=512, description="largest adapter rank the server accepts")
+    max_loras: int = Field(2, ge=1, description="adapters active in one batch (old and new during a swap)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="'auto' is float32 on CPU and bfloat16 on GPU"
+    )
+    kv_cache_gb: int = Field(2, ge=1, description="KV cache size on CPU (VLLM_CPU_KVCACHE_SPACE)")
+    startup_timeout_s: float = Field(600.0, gt=0, description="how long to wait for the server to be healthy")
+    request_timeout_s: float = Field(300.0, gt=0, description="timeout of one chat request")
+    drain_timeout_s: float = Field(120.0, gt=0, description="how long an old adapter waits for its requests")
+    extra_args: list[str] = Field(default_factory=list, description="more vLLM server arguments, verbatim")
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"base_url={value!r} must start with http:// or https://, e.g. http://127.0.0.1:8000")
+        return value.rstrip("/").removesuffix("/v1") if value else value
+
+
+class SleepConfig(_Config):
+    """What a :class:`SleepMemory` needs: who it remembers for, which model, where it keeps things."""
+
+    namespace: str = Field("default", description="memories and adapters are kept per namespace")
+    model: str = Field("default", description="'default' (SmolLM2-135M-Instruct), a HF model id or a local path")
+    serving: ServingConfig = Field(default_factory=ServingConfig, description="how the model is served")
+    home: Path = Field(Path(".sleep_agent"), description="Chroma db, adapters, reports and logs live here")
+    cache_dir: Path = Field(default_factory=default_cache_dir, description="where prepared models are kept")
+
+    @field_validator("namespace")
+    @classmethod
+    def _check_namespace(cls, value: str) -> str:
+        if not NAMESPACE_PATTERN.match(value) or "@" in value:
+            raise ValueError(
+                f"namespace={value!r} is not allowed: use 1-63 letters, digits, '_', '.' or '-', "
+                "starting with a letter or digit (it becomes part of directory and adapter names)"
+            )
+        return value
+
+    @field_validator("serving", mode="before")
+    @classmethod
+    def _serving_shorthand(cls, value: object) -> object:
+        # serving="vllm" / "local" is the documented shorthand for ServingConfig(backend=...)
+        if isinstance(value, str):
+            if value not in ("vllm", "local"):
+                raise ValueError(f"serving={value!r} is not a backend: use 'vllm' or 'local'")
+            return ServingConfig(backend=value)
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("model='' is empty: use 'default', a Hugging Face model id or a local path")
+        return value

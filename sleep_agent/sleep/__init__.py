@@ -1,0 +1,1 @@
+"""The sleep cycle, one module per stage."""
