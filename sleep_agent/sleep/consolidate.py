@@ -92,7 +92,7 @@ def train_adapter(model_path: str | Path, samples: Sequence[ChatSample], output_
     """Train a fresh LoRA adapter on ``samples`` and save it to ``output_dir`` (a peft directory)."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, Trainer, TrainingArguments
     from transformers.utils import logging as hf_logging
 
     config = config or LoraTrainConfig()
@@ -122,6 +122,8 @@ def train_adapter(model_path: str | Path, samples: Sequence[ChatSample], output_
         hf_logging.set_verbosity_error()
         trainer = Trainer(model=model, args=args, train_dataset=encoded,
                           data_collator=lambda batch: pad_batch(batch, pad_id))
+        if not progress:  # with tqdm off, the Trainer prints every log dict instead
+            trainer.remove_callback(PrinterCallback)
         started = time.perf_counter()
         output = trainer.train()
         seconds = time.perf_counter() - started
