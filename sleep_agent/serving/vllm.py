@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -217,6 +218,15 @@ class VLLMServer(ServingBackend):
             raise AdapterLoadError(f"cannot {action}: the server at {self.base_url} did not answer ({exc})") from exc
         if response.status_code != 200:
             raise AdapterLoadError(f"vLLM refused to {action} (HTTP {response.status_code}): {response.text.strip()}")
+
+    def _resolve_adapter_path(self, path: str | Path) -> Path:
+        path = super()._resolve_adapter_path(path)
+        rank = json.loads((path / "adapter_config.json").read_text()).get("r", 0)
+        if rank > self.config.max_lora_rank:
+            raise AdapterLoadError(f"adapter {str(path)!r} has rank {rank}, above the server's max_lora_rank "
+                                   f"{self.config.max_lora_rank}; train with a smaller rank or start the server "
+                                   f"with serving.max_lora_rank >= {rank}")
+        return path
 
     def _load(self, name: str, path: Path) -> None:
         self._post("/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(path)}, f"load adapter {name!r}")

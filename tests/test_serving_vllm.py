@@ -1,0 +1,159 @@
+"""Integration: a real vLLM CPU server with the default model and adapters trained in the test."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import httpx
+import pytest
+
+from sleep_agent import AdapterLoadError, ServerStartError, ServingConfig
+from sleep_agent.serving.vllm import VLLMServer, free_port
+from sleep_agent.sleep.consolidate import ChatSample, LoraTrainConfig, train_adapter
+
+pytestmark = [pytest.mark.slow, pytest.mark.vllm]
+
+# Invented facts: the base model cannot know them.
+FACTS_A = [("Where does Zorblax Quenty live?", "Zorblax Quenty lives in Vellmora.", "vellmora"),
+           ("Which language does Quilla Fenn speak?", "Quilla Fenn speaks Kelvish.", "kelvish")]
+FACTS_B = [("What does Bram Ostrovik work as?", "Bram Ostrovik works as a glassblower.", "glassblower"),
+           ("What is Mirelle Tadsworth's favorite color?", "Mirelle Tadsworth's favorite color is ochre-teal.",
+            "ochre-teal")]
+TRAIN = LoraTrainConfig(rank=8, alpha=16, learning_rate=1e-3, max_steps=20, batch_size=4)
+
+
+def samples(facts):
+    return [ChatSample.qa(q, a) for q, a, _ in facts]
+
+
+@pytest.fixture(scope="module")
+def adapters(default_model_dir, tmp_path_factory):
+    """v1 knows facts A; v2 knows A and B. Trained before the server starts, so they own the cores."""
+    root = tmp_path_factory.mktemp("adapters")
+    train_adapter(default_model_dir, samples(FACTS_A), root / "v1", TRAIN, progress=False)
+    train_adapter(default_model_dir, samples(FACTS_A + FACTS_B), root / "v2", TRAIN, progress=False)
+    return {"v1": root / "v1", "v2": root / "v2"}
+
+
+@pytest.fixture(scope="module")
+def server(default_model_dir, adapters, tmp_path_factory):
+    logs = tmp_path_factory.mktemp("logs")
+    with VLLMServer(default_model_dir, config=ServingConfig(startup_timeout_s=900), log_dir=logs) as backend:
+        yield backend
+
+
+def ask(server, question, adapter=None):
+    return server.chat(question, adapter=adapter, max_tokens=24).lower()
+
+
+def served_names(server) -> set[str]:
+    return {m["id"] for m in httpx.get(f"{server.base_url}/v1/models").json()["data"]}
+
+
+def test_adapter_turns_a_wrong_answer_into_the_right_one_then_swaps_under_load(server, adapters):
+    question, _, answer = FACTS_A[0]
+    assert answer not in ask(server, question)                   # the base model does not know it
+    server.activate("ns@v1", adapters["v1"])
+    assert answer in ask(server, question)                       # v1 does
+    assert served_names(server) >= {"base", "ns@v1"}
+
+    # Chat load through the LangChain model while v2 replaces v1 and v1 is unloaded.
+    llm = server.chat_model(max_tokens=16)
+    stop, errors, served_by = threading.Event(), [], []
+    lock = threading.Lock()
+
+    def client():
+        while not stop.is_set():
+            try:
+                reply = llm.invoke(FACTS_B[0][0])
+                with lock:
+                    served_by.append(reply.response_metadata["model_name"])
+            except Exception as exc:  # any failure is a failed request during the swap
+                with lock:
+                    errors.append(repr(exc))
+
+    clients = [threading.Thread(target=client) for _ in range(4)]
+    for t in clients:
+        t.start()
+    deadline = time.monotonic() + 60
+    while server.router.inflight("ns@v1") < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    inflight_at_swap = server.router.inflight("ns@v1")
+    timing = server.activate("ns@v2", adapters["v2"])            # load v2, switch, drain and unload v1
+    time.sleep(3)
+    stop.set()
+    for t in clients:
+        t.join(timeout=120)
+
+    assert errors == []
+    assert inflight_at_swap >= 2 and timing.drain_s > 0           # v1 really had requests when it was retired
+    assert {"ns@v1", "ns@v2"} <= set(served_by)                  # both versions answered during the run
+    assert served_by[-1] == "ns@v2"
+    assert "ns@v1" not in served_names(server) and "ns@v2" in served_names(server)
+    assert FACTS_B[0][2] in ask(server, FACTS_B[0][0])           # v2 knows what v1 did not
+    assert FACTS_A[1][2] in ask(server, FACTS_A[1][0])
+
+
+def test_async_and_streaming_calls_follow_the_active_adapter(server, adapters):
+    if server.active_adapter is None:
+        server.activate("ns@v2", adapters["v2"])
+    llm = server.chat_model(max_tokens=16)
+
+    async def both():
+        reply = await llm.ainvoke(FACTS_B[1][0])
+        chunks = [c.content async for c in llm.astream(FACTS_B[1][0])]
+        return reply, "".join(chunks)
+
+    reply, streamed = asyncio.run(both())
+    assert reply.response_metadata["model_name"] == server.active_adapter
+    assert FACTS_B[1][2] in reply.content.lower() and FACTS_B[1][2] in streamed.lower()
+    assert server.router.inflight(server.active_adapter) == 0
+
+
+def test_attaching_by_base_url_sees_the_served_model_and_adapters(server, adapters, default_model_dir):
+    if server.active_adapter is None:
+        server.activate("ns@v2", adapters["v2"])
+    attached = VLLMServer(default_model_dir, served_name="ignored", config=ServingConfig(base_url=server.base_url))
+    with attached:
+        assert attached.base_name == "base"
+        assert server.active_adapter in attached.loaded_adapters
+        assert FACTS_A[0][2] in ask(attached, FACTS_A[0][0], adapter=server.active_adapter)
+    assert server.process.poll() is None                         # detaching did not stop the server
+
+
+def test_bad_adapters_get_clear_errors_and_change_nothing(server, default_model_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    before = served_names(server)
+    with pytest.raises(AdapterLoadError, match="does not exist"):
+        server.load_adapter("ns@v90", tmp_path / "nope")
+    too_big = tmp_path / "rank32"
+    base = AutoModelForCausalLM.from_pretrained(default_model_dir)
+    get_peft_model(base, LoraConfig(r=32, target_modules=["q_proj"])).save_pretrained(too_big)
+    with pytest.raises(AdapterLoadError, match="rank 32, above the server's max_lora_rank 16"):
+        server.load_adapter("ns@v91", too_big)
+    # the server's own refusal, past the local check, is surfaced with its message too
+    with pytest.raises(AdapterLoadError, match=r"vLLM refused to load adapter 'ns@v91' \(HTTP \d+\).*rank 32"):
+        server._load("ns@v91", too_big)
+    assert "ns@v91" not in server.loaded_adapters
+    assert served_names(server) == before
+    assert server.chat("Say hello.", max_tokens=4)               # and it still answers
+
+
+def test_port_in_use_is_refused_at_once(server, default_model_dir):
+    port = int(server.base_url.rsplit(":", 1)[1])
+    started = time.monotonic()
+    with pytest.raises(ServerStartError, match=f"{port}: the port is in use"):
+        VLLMServer(default_model_dir, config=ServingConfig(port=port)).start()
+    assert time.monotonic() - started < 5
+
+
+def test_server_that_cannot_start_reports_its_log(tmp_path):
+    missing = tmp_path / "no-such-checkpoint"
+    config = ServingConfig(port=free_port(), startup_timeout_s=600)
+    with pytest.raises(ServerStartError, match="exited with code") as info:
+        VLLMServer(missing, config=config, log_dir=tmp_path).start()
+    assert "Log tail" in str(info.value) and "no-such-checkpoint" in str(info.value)
