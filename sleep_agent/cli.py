@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -16,7 +16,7 @@ app = typer.Typer(help="Sleepable memory for LangGraph agents.", no_args_is_help
 console = Console(stderr=True)
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="'default', a Hugging Face model id or a local path")]
-CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="where prepared models are kept")]
+CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="where prepared models are kept")]
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -42,7 +42,7 @@ def serve_cmd(
     cache_dir: CacheOpt = None,
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
-    adapter: Annotated[Optional[list[str]], typer.Option(
+    adapter: Annotated[list[str] | None, typer.Option(
         "--adapter", "-a", help="NAME=DIR to load at start, e.g. alice@v1=./adapters/v1; the last one is active")] = None,
     home: Annotated[Path, typer.Option(help="logs go under HOME/logs")] = Path(".sleep_agent"),
     max_model_len: Annotated[int, typer.Option(help="context window the server allocates")] = 2048,

@@ -3,8 +3,14 @@ import json
 import pytest
 
 from sleep_agent.serving.base import check_adapter_dir
-from sleep_agent.sleep.consolidate import IGNORE_INDEX, ChatSample, LoraTrainConfig, encode_sample, pad_batch, \
-    train_adapter
+from sleep_agent.sleep.consolidate import (
+    IGNORE_INDEX,
+    ChatSample,
+    LoraTrainConfig,
+    encode_sample,
+    pad_batch,
+    train_adapter,
+)
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +22,7 @@ def tokenizer(tiny_model_dir):
 
 def test_prompt_tokens_are_masked_and_answer_tokens_are_learned(tokenizer):
     encoded = encode_sample(tokenizer, ChatSample.qa("where does zorblax quenty live ?", "he lives in vellmora ."), 256)
-    learned = [t for t, label in zip(encoded["input_ids"], encoded["labels"]) if label != IGNORE_INDEX]
+    learned = [t for t, label in zip(encoded["input_ids"], encoded["labels"], strict=True) if label != IGNORE_INDEX]
     assert tokenizer.decode(learned, skip_special_tokens=True).split() == "he lives in vellmora .".split()
     assert learned[-1] == tokenizer.eos_token_id  # the adapter learns to stop
     assert encoded["labels"][0] == IGNORE_INDEX

@@ -1,10 +1,8 @@
 import json
-from pathlib import Path
 
 import pytest
 
-from sleep_agent import ModelNotFoundError, prepare_model
-from sleep_agent import models
+from sleep_agent import ModelNotFoundError, models, prepare_model
 
 
 def test_local_checkpoint_directory_is_used_as_is(tiny_model_dir):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from sleep_agent.errors import AdapterLoadError
 from sleep_agent.serving.router import AdapterRouter
@@ -75,7 +77,7 @@ class ServingBackend(ABC):
 
     # -- the abstract surface -------------------------------------------------------------
     @abstractmethod
-    def start(self) -> "ServingBackend":
+    def start(self) -> ServingBackend:
         """Make the backend ready to answer; return self."""
 
     @abstractmethod
@@ -92,7 +94,7 @@ class ServingBackend(ABC):
     def _chat(self, messages: Sequence[Message], model: str, params: GenerationParams) -> str: ...
 
     @abstractmethod
-    def chat_model(self, **kwargs: Any) -> "BaseChatModel":
+    def chat_model(self, **kwargs: Any) -> BaseChatModel:
         """A LangChain chat model that always answers with the active adapter."""
 
     # -- shared behaviour ------------------------------------------------------------------
@@ -125,8 +127,6 @@ class ServingBackend(ABC):
             raise AdapterLoadError(f"adapter {name!r} is not loaded; loaded: {sorted(self._loaded) or 'none'}")
         if name == self.router.active:
             raise AdapterLoadError(f"adapter {name!r} is active; activate another version before unloading it")
-        import time
-
         started = time.perf_counter()
         if wait and not self.router.wait_idle(name, self.drain_timeout_s):
             raise AdapterLoadError(f"adapter {name!r} still has {self.router.inflight(name)} requests after "
@@ -142,8 +142,6 @@ class ServingBackend(ABC):
         The previous adapter keeps answering the requests already sent to it and is unloaded
         after they finish. ``name=None`` switches back to the base model.
         """
-        import time
-
         t0 = time.perf_counter()
         if name is not None and name not in self._loaded:
             if path is None:
@@ -170,7 +168,7 @@ class ServingBackend(ABC):
     def _resolve_adapter_path(self, path: str | Path) -> Path:
         return check_adapter_dir(path).resolve()
 
-    def __enter__(self) -> "ServingBackend":
+    def __enter__(self) -> ServingBackend:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -7,8 +7,9 @@ serialises requests because switching the active adapter mutates the model.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
@@ -31,9 +32,9 @@ class LocalChatModel(BaseChatModel):
 
     max_tokens: int = 128
     temperature: float = 0.0
-    _backend: "LocalServer" = PrivateAttr()
+    _backend: LocalServer = PrivateAttr()
 
-    def __init__(self, *, backend: "LocalServer", **kwargs: Any) -> None:
+    def __init__(self, *, backend: LocalServer, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._backend = backend
 
@@ -65,7 +66,7 @@ class LocalServer(ServingBackend):
         self.tokenizer: Any = None
         self._lock = threading.Lock()
 
-    def start(self) -> "LocalServer":
+    def start(self) -> LocalServer:
         if self.model is not None:
             return self
         import torch

@@ -18,8 +18,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, AsyncIterator, Sequence
+from typing import Any
 
 import httpx
 from langchain_openai import ChatOpenAI
@@ -105,7 +106,7 @@ class VLLMServer(ServingBackend):
         self._openai: Any = None
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> "VLLMServer":
+    def start(self) -> VLLMServer:
         if self._http is not None:
             return self
         if self.base_url is None:

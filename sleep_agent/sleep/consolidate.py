@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,7 +44,7 @@ class ChatSample:
     answer: str
 
     @classmethod
-    def qa(cls, question: str, answer: str) -> "ChatSample":
+    def qa(cls, question: str, answer: str) -> ChatSample:
         return cls(prompt=[{"role": "user", "content": question}], answer=answer)
 
 
