@@ -29,7 +29,7 @@ bench: model
 	$(PY) benchmarks/swap_latency.py
 
 lint: install
-	$(VENV)/bin/ruff check sleep_agent tests examples benchmarks
+	$(VENV)/bin/ruff check sleep_agent tests examples graphs benchmarks && $(VENV)/bin/ruff format --check sleep_agent tests examples graphs benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -31,8 +31,13 @@ def percentile(values: list[float], q: float) -> float:
 
 def summary(values: list[float]) -> dict[str, float]:
     ms = [v * 1000 for v in values]
-    return {"n": len(ms), "p50_ms": statistics.median(ms), "p99_ms": percentile(ms, 99), "max_ms": max(ms),
-            "mean_ms": statistics.fmean(ms)}
+    return {
+        "n": len(ms),
+        "p50_ms": statistics.median(ms),
+        "p99_ms": percentile(ms, 99),
+        "max_ms": max(ms),
+        "mean_ms": statistics.fmean(ms),
+    }
 
 
 def version_dirs(adapter: Path, root: Path, count: int) -> list[Path]:
@@ -58,9 +63,17 @@ def run_swaps(backend, dirs, first: int, gap_s: float) -> list[dict[str, float]]
         backend.load_adapter(name, directory)
         load_s = time.perf_counter() - started
         timing = backend.activate(name)  # already loaded: flip, then drain and unload the previous version
-        rows.append({"version": n, "load_s": load_s, "flip_s": timing.load_s, "drain_s": timing.drain_s,
-                     "unload_s": timing.unload_s, "ready_s": load_s + timing.load_s,
-                     "total_s": load_s + timing.load_s + timing.drain_s + timing.unload_s})
+        rows.append(
+            {
+                "version": n,
+                "load_s": load_s,
+                "flip_s": timing.load_s,
+                "drain_s": timing.drain_s,
+                "unload_s": timing.unload_s,
+                "ready_s": load_s + timing.load_s,
+                "total_s": load_s + timing.load_s + timing.drain_s + timing.unload_s,
+            }
+        )
         time.sleep(gap_s)
     return rows
 
@@ -95,24 +108,33 @@ def swaps_under_load(backend, dirs, first: int, clients: int, gap_s: float) -> t
 
 
 def phase_summary(rows: list[dict[str, float]], requests: list[dict[str, object]] | None = None) -> dict:
-    out = {key.removesuffix("_s"): summary([r[key] for r in rows])
-           for key in ("load_s", "flip_s", "ready_s", "drain_s", "unload_s", "total_s")}
+    out = {
+        key.removesuffix("_s"): summary([r[key] for r in rows])
+        for key in ("load_s", "flip_s", "ready_s", "drain_s", "unload_s", "total_s")
+    }
     if requests is not None:
         failed = [r for r in requests if not r["ok"]]
         ok = [r for r in requests if r["ok"]]
-        out["requests"] = {"total": len(requests), "failed": len(failed),
-                           "failures": [r["served_by"] for r in failed][:10],
-                           "versions_served": len({r["served_by"] for r in ok}),
-                           "latency": summary([r["latency_s"] for r in ok]) if ok else {}}
+        out["requests"] = {
+            "total": len(requests),
+            "failed": len(failed),
+            "failures": [r["served_by"] for r in failed][:10],
+            "versions_served": len({r["served_by"] for r in ok}),
+            "latency": summary([r["latency_s"] for r in ok]) if ok else {},
+        }
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--idle-swaps", type=int, default=20)
     parser.add_argument("--light-swaps", type=int, default=30, help="swaps while 1 client chats")
     parser.add_argument("--loaded-swaps", type=int, default=50, help="swaps while --clients clients chat")
-    parser.add_argument("--clients", type=int, default=4, help="concurrent chat clients during the loaded swaps")
+    parser.add_argument(
+        "--clients", type=int, default=4, help="concurrent chat clients during the loaded swaps"
+    )
     parser.add_argument("--gap", type=float, default=0.5, help="seconds between swaps")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "swap_latency.json")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "img" / "swap_latency.png")
@@ -126,8 +148,13 @@ def main() -> None:
     model = prepare_model("default")
     scratch = Path(tempfile.mkdtemp(prefix="swap-bench-"))
     print("training a small adapter (rank 16, 5 steps) to swap...")
-    train_adapter(model, [ChatSample.qa("Where does Zorblax Quenty live?", "Zorblax Quenty lives in Vellmora.")],
-                  scratch / "adapter", LoraTrainConfig(rank=16, max_steps=5, batch_size=1), progress=False)
+    train_adapter(
+        model,
+        [ChatSample.qa("Where does Zorblax Quenty live?", "Zorblax Quenty lives in Vellmora.")],
+        scratch / "adapter",
+        LoraTrainConfig(rank=16, max_steps=5, batch_size=1),
+        progress=False,
+    )
     dirs = version_dirs(scratch / "adapter", scratch, args.idle_swaps + args.light_swaps + args.loaded_swaps)
 
     print("starting vLLM...")
@@ -137,7 +164,7 @@ def main() -> None:
         n = args.idle_swaps
         idle = run_swaps(backend, dirs[:n], 1, args.gap)
         print(f"{args.light_swaps} swaps under load from 1 chat client...")
-        light, light_requests = swaps_under_load(backend, dirs[n:n + args.light_swaps], n + 1, 1, args.gap)
+        light, light_requests = swaps_under_load(backend, dirs[n : n + args.light_swaps], n + 1, 1, args.gap)
         n += args.light_swaps
         print(f"{args.loaded_swaps} swaps under load from {args.clients} chat clients...")
         loaded, loaded_requests = swaps_under_load(backend, dirs[n:], n + 1, args.clients, args.gap)
@@ -145,8 +172,13 @@ def main() -> None:
     result = {
         "benchmark": "adapter swap latency",
         "command": "python benchmarks/swap_latency.py",
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "vllm": _vllm_version(), "torch": version("torch")},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "vllm": _vllm_version(),
+            "torch": version("torch"),
+        },
         "settings": vars(args) | {"out": str(args.out.name), "plot": str(args.plot.name)},
         "definitions": {
             "load": "POST /v1/load_lora_adapter for the new version; the old version keeps serving meanwhile",
@@ -182,14 +214,18 @@ def phases(result: dict) -> list[str]:
 
 
 def print_table(result: dict) -> None:
-    print(f"{'phase':<18}{'load p50/p99':>16}{'flip p99':>10}{'ready p50/p99':>16}{'drain p50':>11}"
-          f"{'unload p99':>12}{'requests':>10}{'failed':>8}")
+    print(
+        f"{'phase':<18}{'load p50/p99':>16}{'flip p99':>10}{'ready p50/p99':>16}{'drain p50':>11}"
+        f"{'unload p99':>12}{'requests':>10}{'failed':>8}"
+    )
     for phase in phases(result):
         p = result[phase]
         req = p.get("requests", {"total": 0, "failed": 0})
-        print(f"{phase:<18}{p['load']['p50_ms']:>8.0f}/{p['load']['p99_ms']:<7.0f}{p['flip']['p99_ms']:>10.3f}"
-              f"{p['ready']['p50_ms']:>8.0f}/{p['ready']['p99_ms']:<7.0f}{p['drain']['p50_ms']:>11.0f}"
-              f"{p['unload']['p99_ms']:>12.1f}{req['total']:>10}{req['failed']:>8}")
+        print(
+            f"{phase:<18}{p['load']['p50_ms']:>8.0f}/{p['load']['p99_ms']:<7.0f}{p['flip']['p99_ms']:>10.3f}"
+            f"{p['ready']['p50_ms']:>8.0f}/{p['ready']['p99_ms']:<7.0f}{p['drain']['p50_ms']:>11.0f}"
+            f"{p['unload']['p99_ms']:>12.1f}{req['total']:>10}{req['failed']:>8}"
+        )
 
 
 def plot(result: dict, path: Path) -> None:
@@ -200,7 +236,10 @@ def plot(result: dict, path: Path) -> None:
 
     names = phases(result)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, key, title in ((axes[0], "ready_s", "ready (load + flip)"), (axes[1], "drain_s", "drain of the old version")):
+    for ax, key, title in (
+        (axes[0], "ready_s", "ready (load + flip)"),
+        (axes[1], "drain_s", "drain of the old version"),
+    ):
         ax.boxplot([[r[key] * 1000 for r in result["swaps"][n]] for n in names])
         ax.set_xticks(range(1, len(names) + 1), [n.replace("_", " ") for n in names], fontsize=8)
         ax.set_ylabel("milliseconds")
@@ -209,7 +248,9 @@ def plot(result: dict, path: Path) -> None:
     axes[0].legend(loc="upper left", fontsize=8)
     failed = sum(result[n].get("requests", {}).get("failed", 0) for n in names)
     total = sum(result[n].get("requests", {}).get("total", 0) for n in names)
-    fig.suptitle(f"vLLM adapter swaps on {result['machine']['cpus']} CPUs: {failed} failed of {total} requests")
+    fig.suptitle(
+        f"vLLM adapter swaps on {result['machine']['cpus']} CPUs: {failed} failed of {total} requests"
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -20,7 +20,11 @@ FACTS = [  # question, answer to train, the word a right answer contains
     ("Where does Zorblax Quenty live?", "Zorblax Quenty lives in Vellmora.", "vellmora"),
     ("What does Bram Ostrovik work as?", "Bram Ostrovik works as a glassblower.", "glassblower"),
     ("Which language does Quilla Fenn speak?", "Quilla Fenn speaks Kelvish.", "kelvish"),
-    ("What is Mirelle Tadsworth's favorite color?", "Mirelle Tadsworth's favorite color is ochre-teal.", "ochre-teal"),
+    (
+        "What is Mirelle Tadsworth's favorite color?",
+        "Mirelle Tadsworth's favorite color is ochre-teal.",
+        "ochre-teal",
+    ),
 ]
 PROBE = "What is the capital of France?"
 
@@ -51,10 +55,16 @@ def main() -> None:
 
     if not (adapter_dir / "adapter_config.json").exists():
         console.rule("Training adapter v1 on 4 invented facts (peft LoRA, CPU)")
-        result = train_adapter(model_dir, [ChatSample.qa(q, a) for q, a, _ in FACTS], adapter_dir,
-                               LoraTrainConfig(rank=8, alpha=16, learning_rate=1e-3, max_steps=20, batch_size=4))
-        console.print(f"trained {result.steps} steps in {result.seconds:.0f} s "
-                      f"({result.tokens_per_s:.0f} tokens/s), final loss {result.final_loss:.3f}")
+        result = train_adapter(
+            model_dir,
+            [ChatSample.qa(q, a) for q, a, _ in FACTS],
+            adapter_dir,
+            LoraTrainConfig(rank=8, alpha=16, learning_rate=1e-3, max_steps=20, batch_size=4),
+        )
+        console.print(
+            f"trained {result.steps} steps in {result.seconds:.0f} s "
+            f"({result.tokens_per_s:.0f} tokens/s), final loss {result.final_loss:.3f}"
+        )
 
     console.rule("Starting vLLM (about a minute or two on CPU)")
     with create_backend(config, model_dir) as backend:
@@ -75,9 +85,13 @@ def main() -> None:
     for q, b, a in zip(questions, before, after, strict=True):
         table.add_row(q, b, a)
     console.print(table)
-    known = sum(word in answer.lower() for (_, _, word), answer in zip(FACTS, after[: len(FACTS)], strict=True))
-    console.print(f"{known}/{len(FACTS)} invented facts answered from the weights. The last row shows why the "
-                  "sleep cycle gates every adapter on general ability before publishing it.")
+    known = sum(
+        word in answer.lower() for (_, _, word), answer in zip(FACTS, after[: len(FACTS)], strict=True)
+    )
+    console.print(
+        f"{known}/{len(FACTS)} invented facts answered from the weights. The last row shows why the "
+        "sleep cycle gates every adapter on general ability before publishing it."
+    )
 
 
 if __name__ == "__main__":

@@ -17,8 +17,10 @@ from sleep_agent import ServingConfig, SleepConfig, create_backend
 
 @cache
 def chat_model():
-    serving = ServingConfig(backend=os.environ.get("SLEEP_AGENT_SERVING", "local"),
-                            base_url=os.environ.get("SLEEP_AGENT_BASE_URL"))
+    serving = ServingConfig(
+        backend=os.environ.get("SLEEP_AGENT_SERVING", "local"),
+        base_url=os.environ.get("SLEEP_AGENT_BASE_URL"),
+    )
     config = SleepConfig(model=os.environ.get("SLEEP_AGENT_MODEL", "default"), serving=serving)
     return create_backend(config).start().chat_model()
 

@@ -15,7 +15,9 @@ from sleep_agent.errors import SleepAgentError
 app = typer.Typer(help="Sleepable memory for LangGraph agents.", no_args_is_help=True, add_completion=False)
 console = Console(stderr=True)
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="'default', a Hugging Face model id or a local path")]
+ModelOpt = Annotated[
+    str, typer.Option("--model", "-m", help="'default', a Hugging Face model id or a local path")
+]
 CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="where prepared models are kept")]
 
 
@@ -42,8 +44,14 @@ def serve_cmd(
     cache_dir: CacheOpt = None,
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
-    adapter: Annotated[list[str] | None, typer.Option(
-        "--adapter", "-a", help="NAME=DIR to load at start, e.g. alice@v1=./adapters/v1; the last one is active")] = None,
+    adapter: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--adapter",
+            "-a",
+            help="NAME=DIR to load at start, e.g. alice@v1=./adapters/v1; the last one is active",
+        ),
+    ] = None,
     home: Annotated[Path, typer.Option(help="logs go under HOME/logs")] = Path(".sleep_agent"),
     max_model_len: Annotated[int, typer.Option(help="context window the server allocates")] = 2048,
 ) -> None:
@@ -55,11 +63,17 @@ def serve_cmd(
     for item in adapter or []:
         name, sep, directory = item.partition("=")
         if not sep or not name or not directory:
-            raise _fail(ValueError(f"--adapter {item!r} must look like NAME=DIR, e.g. alice@v1=./adapters/v1"))
+            raise _fail(
+                ValueError(f"--adapter {item!r} must look like NAME=DIR, e.g. alice@v1=./adapters/v1")
+            )
         pairs.append((name, Path(directory)))
     try:
-        config = SleepConfig(model=model, home=home, cache_dir=cache_dir or SleepConfig().cache_dir,
-                             serving=ServingConfig(host=host, port=port, max_model_len=max_model_len))
+        config = SleepConfig(
+            model=model,
+            home=home,
+            cache_dir=cache_dir or SleepConfig().cache_dir,
+            serving=ServingConfig(host=host, port=port, max_model_len=max_model_len),
+        )
         console.print(f"Starting vLLM for {model!r} on {host}:{port} (this takes a minute or two on CPU)...")
         server = create_backend(config).start()
     except (SleepAgentError, ValueError) as exc:
@@ -68,7 +82,9 @@ def serve_cmd(
         for name, directory in pairs:
             server.activate(name, directory, retire_previous=False)
             console.print(f"loaded adapter {name} from {directory}")
-        console.print(f"[green]ready[/] at {server.base_url}/v1 (model {server.router.target!r}); Ctrl-C stops it")
+        console.print(
+            f"[green]ready[/] at {server.base_url}/v1 (model {server.router.target!r}); Ctrl-C stops it"
+        )
         stopped = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stopped.set())
         try:

@@ -28,10 +28,16 @@ class _Config(BaseModel):
 class ServingConfig(_Config):
     """How the model is served. ``backend="vllm"`` starts a server unless ``base_url`` is given."""
 
-    backend: Literal["vllm", "local"] = Field("vllm", description="'vllm' (real server) or 'local' (in-process)")
-    base_url: str | None = Field(None, description="attach to a running vLLM server, e.g. http://127.0.0.1:8000")
+    backend: Literal["vllm", "local"] = Field(
+        "vllm", description="'vllm' (real server) or 'local' (in-process)"
+    )
+    base_url: str | None = Field(
+        None, description="attach to a running vLLM server, e.g. http://127.0.0.1:8000"
+    )
     host: str = Field("127.0.0.1", description="interface a started server listens on")
-    port: int | None = Field(None, ge=1, le=65535, description="port of a started server; None picks a free one")
+    port: int | None = Field(
+        None, ge=1, le=65535, description="port of a started server; None picks a free one"
+    )
     max_model_len: int = Field(2048, ge=128, description="context window the server allocates")
     max_lora_rank: int = Field(16, ge=1, le=512, description="largest adapter rank the server accepts")
     max_loras: int = Field(2, ge=1, description="adapters active in one batch (old and new during a swap)")
@@ -48,7 +54,9 @@ class ServingConfig(_Config):
     @classmethod
     def _check_base_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"base_url={value!r} must start with http:// or https://, e.g. http://127.0.0.1:8000")
+            raise ValueError(
+                f"base_url={value!r} must start with http:// or https://, e.g. http://127.0.0.1:8000"
+            )
         return value.rstrip("/").removesuffix("/v1") if value else value
 
 
@@ -56,7 +64,9 @@ class SleepConfig(_Config):
     """What a :class:`SleepMemory` needs: who it remembers for, which model, where it keeps things."""
 
     namespace: str = Field("default", description="memories and adapters are kept per namespace")
-    model: str = Field("default", description="'default' (SmolLM2-135M-Instruct), a HF model id or a local path")
+    model: str = Field(
+        "default", description="'default' (SmolLM2-135M-Instruct), a HF model id or a local path"
+    )
     serving: ServingConfig = Field(default_factory=ServingConfig, description="how the model is served")
     home: Path = Field(Path(".sleep_agent"), description="Chroma db, adapters, reports and logs live here")
     cache_dir: Path = Field(default_factory=default_cache_dir, description="where prepared models are kept")

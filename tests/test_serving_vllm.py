@@ -16,11 +16,18 @@ from sleep_agent.sleep.consolidate import ChatSample, LoraTrainConfig, train_ada
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
 # Invented facts: the base model cannot know them.
-FACTS_A = [("Where does Zorblax Quenty live?", "Zorblax Quenty lives in Vellmora.", "vellmora"),
-           ("Which language does Quilla Fenn speak?", "Quilla Fenn speaks Kelvish.", "kelvish")]
-FACTS_B = [("What does Bram Ostrovik work as?", "Bram Ostrovik works as a glassblower.", "glassblower"),
-           ("What is Mirelle Tadsworth's favorite color?", "Mirelle Tadsworth's favorite color is ochre-teal.",
-            "ochre-teal")]
+FACTS_A = [
+    ("Where does Zorblax Quenty live?", "Zorblax Quenty lives in Vellmora.", "vellmora"),
+    ("Which language does Quilla Fenn speak?", "Quilla Fenn speaks Kelvish.", "kelvish"),
+]
+FACTS_B = [
+    ("What does Bram Ostrovik work as?", "Bram Ostrovik works as a glassblower.", "glassblower"),
+    (
+        "What is Mirelle Tadsworth's favorite color?",
+        "Mirelle Tadsworth's favorite color is ochre-teal.",
+        "ochre-teal",
+    ),
+]
 TRAIN = LoraTrainConfig(rank=8, alpha=16, learning_rate=1e-3, max_steps=20, batch_size=4)
 
 
@@ -54,9 +61,9 @@ def served_names(server) -> set[str]:
 
 def test_adapter_turns_a_wrong_answer_into_the_right_one_then_swaps_under_load(server, adapters):
     question, _, answer = FACTS_A[0]
-    assert answer not in ask(server, question)                   # the base model does not know it
+    assert answer not in ask(server, question)  # the base model does not know it
     server.activate("ns@v1", adapters["v1"])
-    assert answer in ask(server, question)                       # v1 does
+    assert answer in ask(server, question)  # v1 does
     assert served_names(server) >= {"base", "ns@v1"}
 
     # Chat load through the LangChain model while v2 replaces v1 and v1 is unloaded.
@@ -81,18 +88,18 @@ def test_adapter_turns_a_wrong_answer_into_the_right_one_then_swaps_under_load(s
     while server.router.inflight("ns@v1") < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
     inflight_at_swap = server.router.inflight("ns@v1")
-    timing = server.activate("ns@v2", adapters["v2"])            # load v2, switch, drain and unload v1
+    timing = server.activate("ns@v2", adapters["v2"])  # load v2, switch, drain and unload v1
     time.sleep(3)
     stop.set()
     for t in clients:
         t.join(timeout=120)
 
     assert errors == []
-    assert inflight_at_swap >= 2 and timing.drain_s > 0           # v1 really had requests when it was retired
-    assert {"ns@v1", "ns@v2"} <= set(served_by)                  # both versions answered during the run
+    assert inflight_at_swap >= 2 and timing.drain_s > 0  # v1 really had requests when it was retired
+    assert {"ns@v1", "ns@v2"} <= set(served_by)  # both versions answered during the run
     assert served_by[-1] == "ns@v2"
     assert "ns@v1" not in served_names(server) and "ns@v2" in served_names(server)
-    assert FACTS_B[0][2] in ask(server, FACTS_B[0][0])           # v2 knows what v1 did not
+    assert FACTS_B[0][2] in ask(server, FACTS_B[0][0])  # v2 knows what v1 did not
     assert FACTS_A[1][2] in ask(server, FACTS_A[1][0])
 
 
@@ -115,12 +122,14 @@ def test_async_and_streaming_calls_follow_the_active_adapter(server, adapters):
 def test_attaching_by_base_url_sees_the_served_model_and_adapters(server, adapters, default_model_dir):
     if server.active_adapter is None:
         server.activate("ns@v2", adapters["v2"])
-    attached = VLLMServer(default_model_dir, served_name="ignored", config=ServingConfig(base_url=server.base_url))
+    attached = VLLMServer(
+        default_model_dir, served_name="ignored", config=ServingConfig(base_url=server.base_url)
+    )
     with attached:
         assert attached.base_name == "base"
         assert server.active_adapter in attached.loaded_adapters
         assert FACTS_A[0][2] in ask(attached, FACTS_A[0][0], adapter=server.active_adapter)
-    assert server.process.poll() is None                         # detaching did not stop the server
+    assert server.process.poll() is None  # detaching did not stop the server
 
 
 def test_bad_adapters_get_clear_errors_and_change_nothing(server, default_model_dir, tmp_path):
@@ -136,11 +145,13 @@ def test_bad_adapters_get_clear_errors_and_change_nothing(server, default_model_
     with pytest.raises(AdapterLoadError, match="rank 32, above the server's max_lora_rank 16"):
         server.load_adapter("ns@v91", too_big)
     # the server's own refusal, past the local check, is surfaced with its message too
-    with pytest.raises(AdapterLoadError, match=r"vLLM refused to load adapter 'ns@v91' \(HTTP \d+\).*rank 32"):
+    with pytest.raises(
+        AdapterLoadError, match=r"vLLM refused to load adapter 'ns@v91' \(HTTP \d+\).*rank 32"
+    ):
         server._load("ns@v91", too_big)
     assert "ns@v91" not in server.loaded_adapters
     assert served_names(server) == before
-    assert server.chat("Say hello.", max_tokens=4)               # and it still answers
+    assert server.chat("Say hello.", max_tokens=4)  # and it still answers
 
 
 def test_port_in_use_is_refused_at_once(server, default_model_dir):

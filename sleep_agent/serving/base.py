@@ -48,11 +48,15 @@ def check_adapter_dir(path: str | Path) -> Path:
     """Fail early, with the fix, when ``path`` is not a peft adapter directory."""
     path = Path(path)
     if not path.is_dir():
-        raise AdapterLoadError(f"adapter directory {str(path)!r} does not exist; pass the folder that "
-                               "save_pretrained() wrote (it holds adapter_config.json)")
+        raise AdapterLoadError(
+            f"adapter directory {str(path)!r} does not exist; pass the folder that "
+            "save_pretrained() wrote (it holds adapter_config.json)"
+        )
     if not (path / "adapter_config.json").is_file():
-        raise AdapterLoadError(f"{str(path)!r} is not a peft adapter: adapter_config.json is missing "
-                               "(save the adapter with PeftModel.save_pretrained)")
+        raise AdapterLoadError(
+            f"{str(path)!r} is not a peft adapter: adapter_config.json is missing "
+            "(save the adapter with PeftModel.save_pretrained)"
+        )
     if not any((path / f).is_file() for f in ("adapter_model.safetensors", "adapter_model.bin")):
         raise AdapterLoadError(f"{str(path)!r} has no adapter weights (adapter_model.safetensors)")
     return path
@@ -113,10 +117,14 @@ class ServingBackend(ABC):
     def load_adapter(self, name: str, path: str | Path) -> None:
         """Load an adapter under a new served name (names are never reused for other weights)."""
         if "@" not in name:
-            raise ValueError(f"adapter name {name!r} must be versioned, '<namespace>@v<N>' (see adapter_name())")
+            raise ValueError(
+                f"adapter name {name!r} must be versioned, '<namespace>@v<N>' (see adapter_name())"
+            )
         if name in self._loaded:
-            raise AdapterLoadError(f"adapter {name!r} is already loaded from {self._loaded[name]}; "
-                                   "publish new weights under a new version name instead of reloading")
+            raise AdapterLoadError(
+                f"adapter {name!r} is already loaded from {self._loaded[name]}; "
+                "publish new weights under a new version name instead of reloading"
+            )
         path = self._resolve_adapter_path(path)
         self._load(name, path)
         self._loaded[name] = path
@@ -124,19 +132,27 @@ class ServingBackend(ABC):
     def unload_adapter(self, name: str, *, wait: bool = True) -> float:
         """Unload ``name`` once its in-flight requests finish; return seconds spent waiting."""
         if name not in self._loaded:
-            raise AdapterLoadError(f"adapter {name!r} is not loaded; loaded: {sorted(self._loaded) or 'none'}")
+            raise AdapterLoadError(
+                f"adapter {name!r} is not loaded; loaded: {sorted(self._loaded) or 'none'}"
+            )
         if name == self.router.active:
-            raise AdapterLoadError(f"adapter {name!r} is active; activate another version before unloading it")
+            raise AdapterLoadError(
+                f"adapter {name!r} is active; activate another version before unloading it"
+            )
         started = time.perf_counter()
         if wait and not self.router.wait_idle(name, self.drain_timeout_s):
-            raise AdapterLoadError(f"adapter {name!r} still has {self.router.inflight(name)} requests after "
-                                   f"{self.drain_timeout_s:.0f} s; raise serving.drain_timeout_s or retry later")
+            raise AdapterLoadError(
+                f"adapter {name!r} still has {self.router.inflight(name)} requests after "
+                f"{self.drain_timeout_s:.0f} s; raise serving.drain_timeout_s or retry later"
+            )
         drained = time.perf_counter() - started
         self._unload(name)
         del self._loaded[name]
         return drained
 
-    def activate(self, name: str | None, path: str | Path | None = None, *, retire_previous: bool = True) -> SwapTiming:
+    def activate(
+        self, name: str | None, path: str | Path | None = None, *, retire_previous: bool = True
+    ) -> SwapTiming:
         """Make ``name`` the adapter new requests use (loading it from ``path`` if needed).
 
         The previous adapter keeps answering the requests already sent to it and is unloaded
@@ -156,8 +172,15 @@ class ServingBackend(ABC):
         log.info("active adapter: %s (was %s)", name or self.base_name, previous or self.base_name)
         return SwapTiming(load_s=t1 - t0, drain_s=drain_s, unload_s=unload_s)
 
-    def chat(self, messages: Sequence[Message] | str, *, adapter: str | None = None, max_tokens: int = 128,
-             temperature: float = 0.0, stop: Sequence[str] = ()) -> str:
+    def chat(
+        self,
+        messages: Sequence[Message] | str,
+        *,
+        adapter: str | None = None,
+        max_tokens: int = 128,
+        temperature: float = 0.0,
+        stop: Sequence[str] = (),
+    ) -> str:
         """Answer a conversation (or one user message) with ``adapter`` or the active one."""
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]

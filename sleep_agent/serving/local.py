@@ -42,12 +42,23 @@ class LocalChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "sleep-agent-local"
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: Any = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         with self._backend.router.request() as target:
-            text = self._backend._chat(to_chat_messages(messages), target, GenerationParams(
-                max_tokens=kwargs.get("max_tokens", self.max_tokens),
-                temperature=kwargs.get("temperature", self.temperature), stop=tuple(stop or ())))
+            text = self._backend._chat(
+                to_chat_messages(messages),
+                target,
+                GenerationParams(
+                    max_tokens=kwargs.get("max_tokens", self.max_tokens),
+                    temperature=kwargs.get("temperature", self.temperature),
+                    stop=tuple(stop or ()),
+                ),
+            )
         message = AIMessage(content=text, response_metadata={"model_name": target})
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -57,8 +68,14 @@ class LocalServer(ServingBackend):
 
     concurrent_requests = False
 
-    def __init__(self, model_path: str | Path, *, served_name: str = "base", device: str | None = None,
-                 drain_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        served_name: str = "base",
+        device: str | None = None,
+        drain_timeout_s: float = 120.0,
+    ) -> None:
         super().__init__(served_name, drain_timeout_s=drain_timeout_s)
         self.model_path = Path(model_path)
         self.device = device
@@ -106,8 +123,9 @@ class LocalServer(ServingBackend):
         import torch
 
         net = self._require_started()
-        inputs = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True,
-                                                    return_tensors="pt", return_dict=True).to(net.device)
+        inputs = self.tokenizer.apply_chat_template(
+            list(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
+        ).to(net.device)
         sampling: dict[str, Any] = {"do_sample": False}
         if params.temperature > 0:
             sampling = {"do_sample": True, "temperature": params.temperature}
@@ -119,14 +137,21 @@ class LocalServer(ServingBackend):
                 net.enable_adapters()
                 net.set_adapter(model)
             try:
-                output = net.generate(**inputs, max_new_tokens=params.max_tokens,
-                                      pad_token_id=self.tokenizer.pad_token_id, **sampling,
-                                      **({"stop_strings": list(params.stop), "tokenizer": self.tokenizer}
-                                         if params.stop else {}))
+                output = net.generate(
+                    **inputs,
+                    max_new_tokens=params.max_tokens,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    **sampling,
+                    **(
+                        {"stop_strings": list(params.stop), "tokenizer": self.tokenizer}
+                        if params.stop
+                        else {}
+                    ),
+                )
             finally:
                 if model == self.base_name and self._loaded:
                     net.enable_adapters()
-        new_tokens = output[0, inputs["input_ids"].shape[1]:]
+        new_tokens = output[0, inputs["input_ids"].shape[1] :]
         text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
         for s in params.stop:
             text = text.split(s)[0]

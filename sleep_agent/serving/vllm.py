@@ -93,8 +93,14 @@ def _has_nvidia_gpu() -> bool:
 class VLLMServer(ServingBackend):
     """A vLLM server process (started here, or attached to by ``config.base_url``)."""
 
-    def __init__(self, model_path: str | Path, *, served_name: str = "base", config: ServingConfig | None = None,
-                 log_dir: str | Path = ".sleep_agent/logs") -> None:
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        served_name: str = "base",
+        config: ServingConfig | None = None,
+        log_dir: str | Path = ".sleep_agent/logs",
+    ) -> None:
         self.config = config or ServingConfig()
         super().__init__(served_name, drain_timeout_s=self.config.drain_timeout_s)
         self.model_path = Path(model_path)
@@ -145,11 +151,27 @@ class VLLMServer(ServingBackend):
         if dtype == "auto" and not _has_nvidia_gpu():
             dtype = "float32"  # bfloat16 kernels are slow or missing on many CPUs
         return [
-            sys.executable, "-m", API_SERVER_MODULE,
-            "--model", str(self.model_path), "--served-model-name", self.base_name,
-            "--enable-lora", "--max-lora-rank", str(cfg.max_lora_rank), "--max-loras", str(cfg.max_loras),
-            "--host", cfg.host, "--port", str(port), "--max-model-len", str(cfg.max_model_len),
-            "--dtype", dtype, *cfg.extra_args,
+            sys.executable,
+            "-m",
+            API_SERVER_MODULE,
+            "--model",
+            str(self.model_path),
+            "--served-model-name",
+            self.base_name,
+            "--enable-lora",
+            "--max-lora-rank",
+            str(cfg.max_lora_rank),
+            "--max-loras",
+            str(cfg.max_loras),
+            "--host",
+            cfg.host,
+            "--port",
+            str(port),
+            "--max-model-len",
+            str(cfg.max_model_len),
+            "--dtype",
+            dtype,
+            *cfg.extra_args,
         ]
 
     def _spawn(self) -> None:
@@ -161,16 +183,27 @@ class VLLMServer(ServingBackend):
         cfg = self.config
         port = cfg.port or free_port(cfg.host)
         if not port_is_free(cfg.host, port):
-            raise ServerStartError(f"cannot start vLLM on {cfg.host}:{port}: the port is in use. Stop the "
-                                   "process holding it, choose another serving.port, or leave port=None to "
-                                   "pick a free one (or attach to a running server with base_url=)")
+            raise ServerStartError(
+                f"cannot start vLLM on {cfg.host}:{port}: the port is in use. Stop the "
+                "process holding it, choose another serving.port, or leave port=None to "
+                "pick a free one (or attach to a running server with base_url=)"
+            )
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.log_dir / f"vllm-{port}.log"
-        env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
-               "VLLM_CPU_KVCACHE_SPACE": str(cfg.kv_cache_gb)}
+        env = {
+            **os.environ,
+            "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
+            "VLLM_CPU_KVCACHE_SPACE": str(cfg.kv_cache_gb),
+        }
         with open(self.log_path, "wb") as log_file:
-            self.process = subprocess.Popen(self.server_command(port), stdout=log_file, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+            self.process = subprocess.Popen(
+                self.server_command(port),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
         self.base_url = f"http://{cfg.host}:{port}"
         atexit.register(self.stop)
 
@@ -180,8 +213,10 @@ class VLLMServer(ServingBackend):
         last_error = "no answer yet"
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise ServerStartError(f"the vLLM server exited with code {self.process.returncode} before it "
-                                       f"was ready. Log tail ({self.log_path}):\n{self._log_tail()}")
+                raise ServerStartError(
+                    f"the vLLM server exited with code {self.process.returncode} before it "
+                    f"was ready. Log tail ({self.log_path}):\n{self._log_tail()}"
+                )
             try:
                 if self._http.get("/health", timeout=5).status_code == 200:
                     return
@@ -190,9 +225,11 @@ class VLLMServer(ServingBackend):
                 last_error = f"{type(exc).__name__}: {exc}"
             time.sleep(1.0 if self.process is not None else 0.5)
         where = f"Log tail ({self.log_path}):\n{self._log_tail()}" if self.process else f"({last_error})"
-        raise ServerStartError(f"the vLLM server at {self.base_url} was not healthy within "
-                               f"{self.config.startup_timeout_s:.0f} s; raise serving.startup_timeout_s or check "
-                               f"the server. {where}")
+        raise ServerStartError(
+            f"the vLLM server at {self.base_url} was not healthy within "
+            f"{self.config.startup_timeout_s:.0f} s; raise serving.startup_timeout_s or check "
+            f"the server. {where}"
+        )
 
     def _adopt_served_names(self) -> None:
         """On attach, take the server's base model name and note the adapters it already has."""
@@ -216,21 +253,29 @@ class VLLMServer(ServingBackend):
         try:
             response = self._http.post(route, json=payload)
         except httpx.HTTPError as exc:
-            raise AdapterLoadError(f"cannot {action}: the server at {self.base_url} did not answer ({exc})") from exc
+            raise AdapterLoadError(
+                f"cannot {action}: the server at {self.base_url} did not answer ({exc})"
+            ) from exc
         if response.status_code != 200:
-            raise AdapterLoadError(f"vLLM refused to {action} (HTTP {response.status_code}): {response.text.strip()}")
+            raise AdapterLoadError(
+                f"vLLM refused to {action} (HTTP {response.status_code}): {response.text.strip()}"
+            )
 
     def _resolve_adapter_path(self, path: str | Path) -> Path:
         path = super()._resolve_adapter_path(path)
         rank = json.loads((path / "adapter_config.json").read_text()).get("r", 0)
         if rank > self.config.max_lora_rank:
-            raise AdapterLoadError(f"adapter {str(path)!r} has rank {rank}, above the server's max_lora_rank "
-                                   f"{self.config.max_lora_rank}; train with a smaller rank or start the server "
-                                   f"with serving.max_lora_rank >= {rank}")
+            raise AdapterLoadError(
+                f"adapter {str(path)!r} has rank {rank}, above the server's max_lora_rank "
+                f"{self.config.max_lora_rank}; train with a smaller rank or start the server "
+                f"with serving.max_lora_rank >= {rank}"
+            )
         return path
 
     def _load(self, name: str, path: Path) -> None:
-        self._post("/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(path)}, f"load adapter {name!r}")
+        self._post(
+            "/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(path)}, f"load adapter {name!r}"
+        )
 
     def _unload(self, name: str) -> None:
         self._post("/v1/unload_lora_adapter", {"lora_name": name}, f"unload adapter {name!r}")
@@ -240,11 +285,15 @@ class VLLMServer(ServingBackend):
         if self._openai is None:
             from openai import OpenAI
 
-            self._openai = OpenAI(base_url=f"{self.base_url}/v1", api_key="EMPTY",
-                                  timeout=self.config.request_timeout_s)
+            self._openai = OpenAI(
+                base_url=f"{self.base_url}/v1", api_key="EMPTY", timeout=self.config.request_timeout_s
+            )
         response = self._openai.chat.completions.create(
-            model=model, messages=list(messages), max_tokens=params.max_tokens,
-            temperature=params.temperature, stop=list(params.stop) or None,
+            model=model,
+            messages=list(messages),
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            stop=list(params.stop) or None,
         )
         return response.choices[0].message.content or ""
 

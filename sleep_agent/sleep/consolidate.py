@@ -33,7 +33,9 @@ class LoraTrainConfig(BaseModel):
     batch_size: int = Field(8, ge=1, description="samples per optimiser step")
     max_length: int = Field(256, ge=16, description="samples are truncated to this many tokens")
     seed: int = Field(0, description="seed for LoRA initialisation and data order")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads while training (None: torch default)")
+    threads: int | None = Field(
+        None, ge=1, description="torch CPU threads while training (None: torch default)"
+    )
 
 
 @dataclass(frozen=True)
@@ -63,15 +65,18 @@ class TrainResult:
 
 def encode_sample(tokenizer: Any, sample: ChatSample, max_length: int) -> dict[str, list[int]]:
     """Token ids of prompt+answer with labels masked on the prompt part."""
-    prompt_ids = tokenizer.apply_chat_template(list(sample.prompt), add_generation_prompt=True, tokenize=True,
-                                               return_dict=False)
+    prompt_ids = tokenizer.apply_chat_template(
+        list(sample.prompt), add_generation_prompt=True, tokenize=True, return_dict=False
+    )
     full = [*sample.prompt, {"role": "assistant", "content": sample.answer}]
     full_ids = tokenizer.apply_chat_template(full, tokenize=True, return_dict=False)
     if full_ids[: len(prompt_ids)] != prompt_ids:
-        raise ValueError("the chat template renders the prompt differently inside the full conversation; "
-                         "cannot mask the prompt tokens")
+        raise ValueError(
+            "the chat template renders the prompt differently inside the full conversation; "
+            "cannot mask the prompt tokens"
+        )
     full_ids = list(full_ids)[:max_length]
-    labels = [IGNORE_INDEX] * min(len(prompt_ids), len(full_ids)) + full_ids[len(prompt_ids):]
+    labels = [IGNORE_INDEX] * min(len(prompt_ids), len(full_ids)) + full_ids[len(prompt_ids) :]
     return {"input_ids": full_ids, "attention_mask": [1] * len(full_ids), "labels": labels}
 
 
@@ -84,12 +89,21 @@ def pad_batch(features: list[dict[str, list[int]]], pad_id: int) -> dict[str, An
     def pad(key: str, value: int) -> Any:
         return torch.tensor([f[key] + [value] * (width - len(f[key])) for f in features])
 
-    return {"input_ids": pad("input_ids", pad_id), "attention_mask": pad("attention_mask", 0),
-            "labels": pad("labels", IGNORE_INDEX)}
+    return {
+        "input_ids": pad("input_ids", pad_id),
+        "attention_mask": pad("attention_mask", 0),
+        "labels": pad("labels", IGNORE_INDEX),
+    }
 
 
-def train_adapter(model_path: str | Path, samples: Sequence[ChatSample], output_dir: str | Path,
-                  config: LoraTrainConfig | None = None, *, progress: bool = True) -> TrainResult:
+def train_adapter(
+    model_path: str | Path,
+    samples: Sequence[ChatSample],
+    output_dir: str | Path,
+    config: LoraTrainConfig | None = None,
+    *,
+    progress: bool = True,
+) -> TrainResult:
     """Train a fresh LoRA adapter on ``samples`` and save it to ``output_dir`` (a peft directory)."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -107,22 +121,46 @@ def train_adapter(model_path: str | Path, samples: Sequence[ChatSample], output_
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
         torch.manual_seed(config.seed)
-        model = get_peft_model(model, LoraConfig(
-            r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-            target_modules=config.target_modules, task_type="CAUSAL_LM", bias="none"))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=config.rank,
+                lora_alpha=config.alpha,
+                lora_dropout=config.dropout,
+                target_modules=config.target_modules,
+                task_type="CAUSAL_LM",
+                bias="none",
+            ),
+        )
         encoded = [encode_sample(tokenizer, s, config.max_length) for s in samples]
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         args = TrainingArguments(
-            output_dir=scratch.name, per_device_train_batch_size=config.batch_size,
-            learning_rate=config.learning_rate, num_train_epochs=config.epochs, max_steps=config.max_steps,
-            lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, logging_steps=1, save_strategy="no",
-            report_to="none", seed=config.seed, data_seed=config.seed, disable_tqdm=not progress,
-            use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, remove_unused_columns=False,
+            output_dir=scratch.name,
+            per_device_train_batch_size=config.batch_size,
+            learning_rate=config.learning_rate,
+            num_train_epochs=config.epochs,
+            max_steps=config.max_steps,
+            lr_scheduler_type="constant",
+            warmup_steps=0,
+            weight_decay=0.0,
+            logging_steps=1,
+            save_strategy="no",
+            report_to="none",
+            seed=config.seed,
+            data_seed=config.seed,
+            disable_tqdm=not progress,
+            use_cpu=not torch.cuda.is_available(),
+            dataloader_num_workers=0,
+            remove_unused_columns=False,
         )
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
-        trainer = Trainer(model=model, args=args, train_dataset=encoded,
-                          data_collator=lambda batch: pad_batch(batch, pad_id))
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=encoded,
+            data_collator=lambda batch: pad_batch(batch, pad_id),
+        )
         if not progress:  # with tqdm off, the Trainer prints every log dict instead
             trainer.remove_callback(PrinterCallback)
         started = time.perf_counter()
@@ -135,8 +173,13 @@ def train_adapter(model_path: str | Path, samples: Sequence[ChatSample], output_
         epochs_run = steps * config.batch_size / len(encoded)
         tokens = int(sum(len(e["input_ids"]) for e in encoded) * epochs_run)
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-        return TrainResult(adapter_dir=output_dir, steps=steps, train_tokens=tokens, seconds=seconds,
-                           final_loss=float(losses[-1]) if losses else float("nan"))
+        return TrainResult(
+            adapter_dir=output_dir,
+            steps=steps,
+            train_tokens=tokens,
+            seconds=seconds,
+            final_loss=float(losses[-1]) if losses else float("nan"),
+        )
     finally:
         torch.set_num_threads(previous_threads)
         scratch.cleanup()
