@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
 
 
 def default_cache_dir() -> Path:
@@ -60,6 +60,64 @@ class ServingConfig(_Config):
         return value.rstrip("/").removesuffix("/v1") if value else value
 
 
+class BufferConfig(_Config):
+    """Where episodes are kept: embedded Chroma under ``home`` unless ``url`` names a server."""
+
+    url: str | None = Field(
+        None,
+        description="a `chroma run` server, e.g. http://127.0.0.1:8001 (how several processes share one buffer)",
+    )
+    max_episode_tokens: int = Field(
+        8192, ge=16, description="an episode longer than this is refused with an error, not truncated"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(
+                f"buffer url={value!r} must start with http:// or https://, e.g. http://127.0.0.1:8001"
+            )
+        return value.rstrip("/") if value else value
+
+
+class RecallConfig(_Config):
+    """What ``recall_node`` puts in the prompt."""
+
+    k: int = Field(4, ge=0, description="at most this many memories per turn (0 turns recall off)")
+    max_tokens: int = Field(512, ge=16, description="token budget of the injected memory message")
+    include_consolidated: bool = Field(
+        False, description="also inject memories already in the weights (off: the adapter holds them)"
+    )
+    max_distance: float | None = Field(
+        None, gt=0, description="drop memories farther than this cosine distance (None keeps the k nearest)"
+    )
+
+
+class SleepPolicy(_Config):
+    """When to sleep. A threshold set to None never fires; the first one reached gives the reason."""
+
+    context_fraction: float | None = Field(
+        0.8, gt=0, le=1, description="sleep when the conversation fills this fraction of the model's window"
+    )
+    pending_episodes: int | None = Field(32, ge=1, description="sleep when this many episodes are pending")
+    pending_tokens: int | None = Field(
+        4096, ge=1, description="sleep when pending episodes hold this many tokens"
+    )
+    idle_seconds: float | None = Field(
+        None, gt=0, description="sleep when nothing was recorded for this long before the current turn"
+    )
+    background: bool = Field(
+        False, description="run the cycle in a thread while the agent keeps serving the previous adapter"
+    )
+    keep_last_turns: int | None = Field(
+        2,
+        ge=0,
+        description="after a sleep, remove consolidated turns from the messages but these last ones "
+        "(None keeps every message)",
+    )
+
+
 class SleepConfig(_Config):
     """What a :class:`SleepMemory` needs: who it remembers for, which model, where it keeps things."""
 
@@ -70,14 +128,24 @@ class SleepConfig(_Config):
     serving: ServingConfig = Field(default_factory=ServingConfig, description="how the model is served")
     home: Path = Field(Path(".sleep_agent"), description="Chroma db, adapters, reports and logs live here")
     cache_dir: Path = Field(default_factory=default_cache_dir, description="where prepared models are kept")
+    buffer: BufferConfig = Field(default_factory=BufferConfig, description="where episodes are kept")
+    recall: RecallConfig = Field(default_factory=RecallConfig, description="what recall_node injects")
+    policy: SleepPolicy = Field(default_factory=SleepPolicy, description="when to sleep")
+    dreaming: bool = Field(True, description="practice tasks during sleep (one flag, for ablations)")
+
+    @property
+    def context_window(self) -> int:
+        """Tokens the served model sees at once (the server's max_model_len)."""
+        return self.serving.max_model_len
 
     @field_validator("namespace")
     @classmethod
     def _check_namespace(cls, value: str) -> str:
-        if not NAMESPACE_PATTERN.match(value) or "@" in value:
+        if not NAMESPACE_PATTERN.match(value) or ".." in value:
             raise ValueError(
                 f"namespace={value!r} is not allowed: use 1-63 letters, digits, '_', '.' or '-', "
-                "starting with a letter or digit (it becomes part of directory and adapter names)"
+                "starting and ending with a letter or digit, no '..' (it becomes part of directory, collection "
+                "and adapter names)"
             )
         return value
 

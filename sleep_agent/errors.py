@@ -31,3 +31,11 @@ def log_tail(text: str, lines: int = 40) -> str:
     """The last lines of a log, indented, for inclusion in an error message."""
     tail = text.rstrip().splitlines()[-lines:]
     return "\n".join("    " + line for line in tail) if tail else "    (the log is empty)"
+
+
+class InvalidEpisodeError(SleepAgentError, ValueError):
+    """Messages that cannot become an episode (empty, malformed, no text, too long)."""
+
+
+class BufferUnavailableError(SleepAgentError):
+    """The episode buffer (Chroma, embedded or server) cannot be opened or reached."""
