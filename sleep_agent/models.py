@@ -12,7 +12,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from sleep_agent.config import default_cache_dir
 from sleep_agent.errors import ModelNotFoundError
@@ -145,3 +147,29 @@ def _download_hub_model(model_id: str, cache_dir: str | Path | None) -> Path:
             f"model={model_id!r} was downloaded to {path} but has no safetensors weights"
         )
     return path
+
+
+def chat_token_counter(model_path: str | Path) -> Callable[[Sequence[Any]], int]:
+    """Count the tokens LangChain messages take once the model's chat template is applied."""
+    from langchain_core.messages import convert_to_openai_messages
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+
+    def count(messages: Sequence[Any]) -> int:
+        if not messages:
+            return 0
+        rows = [
+            {
+                "role": m["role"],
+                "content": m["content"] if isinstance(m.get("content"), str) else str(m.get("content", "")),
+            }
+            for m in convert_to_openai_messages(list(messages))
+        ]
+        if tokenizer.chat_template:
+            text = tokenizer.apply_chat_template(rows, tokenize=False)
+        else:
+            text = "\n".join(r["content"] for r in rows)
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    return count

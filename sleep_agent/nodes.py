@@ -1,0 +1,366 @@
+"""SleepMemory: the LangGraph nodes an agent builder adds to a graph, and the memory behind them.
+
+    builder.add_node("recall", memory.recall_node)     # relevant pending memories into the prompt
+    builder.add_node("record", memory.record_node)     # the last turn into the buffer
+    builder.add_node("sleep", memory.sleep_node)       # consolidate (blocking or in the background)
+    builder.add_conditional_edges("record", memory.should_sleep)   # -> "sleep" or END
+
+Nodes are plain callables over state. They work with ``MessagesState``; with :class:`SleepState`
+the sleep decision and the last report are also kept in the graph state.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal, NotRequired
+
+from langchain_core.messages import BaseMessage, HumanMessage, RemoveMessage, SystemMessage
+from langchain_core.messages.utils import count_tokens_approximately
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph import END, MessagesState
+
+from sleep_agent.buffer import EpisodeBuffer, Recalled
+from sleep_agent.config import SleepConfig
+from sleep_agent.episodes import RECALL_MARKER, Episode, TokenCounter, is_recall_message, last_turn
+from sleep_agent.errors import SleepAgentError
+from sleep_agent.policy import SleepDecision, decide
+from sleep_agent.sleep.cycle import SleepCycle, SleepReport, no_cycle
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from sleep_agent.serving.base import ServingBackend
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RECALL_PROMPT = (
+    "Things you remember from earlier conversations with this user (most relevant first). "
+    "Use them if they help answer; do not mention this list.\n{memories}"
+)
+
+
+class SleepState(MessagesState):
+    """``MessagesState`` plus what the memory nodes report back."""
+
+    sleep_decision: NotRequired[dict[str, Any]]
+    sleep_report: NotRequired[dict[str, Any]]
+    sleep_requested: NotRequired[bool]
+    outcome: NotRequired[str]
+    reward: NotRequired[float]
+
+
+class SleepMemory:
+    """Episodic buffer, sleep policy, sleep cycle and served model for one namespace."""
+
+    def __init__(
+        self,
+        config: SleepConfig | None = None,
+        *,
+        cycle: SleepCycle | None = None,
+        backend: "ServingBackend | None" = None,
+        token_counter: TokenCounter | None = None,
+        recall_prompt: str = DEFAULT_RECALL_PROMPT,
+    ) -> None:
+        self.config = config or SleepConfig()
+        if "{memories}" not in recall_prompt:
+            raise ValueError("recall_prompt must contain '{memories}', where the recalled episodes go")
+        self.recall_prompt = recall_prompt
+        self.cycle: SleepCycle = cycle or no_cycle
+        self._backend = backend
+        self._owns_backend = backend is None
+        self._token_counter = token_counter
+        self.buffer = EpisodeBuffer.from_config(self.config, token_counter=self.count_tokens)
+        self._sleep_lock = threading.Lock()
+        self._sleep_thread: threading.Thread | None = None
+        self._requested = threading.Event()
+        self._consolidated_messages: set[str] = set()
+        self._last_activity: float | None = None
+        self._last_decision: dict[str, SleepDecision] = {}
+        self._rebuild_needed = False
+        self.last_report: SleepReport | None = None
+
+    # -- the nodes -------------------------------------------------------------------------
+
+    def recall_node(self, state: dict[str, Any], config: RunnableConfig | None = None) -> dict[str, Any]:
+        """Put the pending memories relevant to the last user message into the prompt.
+
+        The memory message replaces the one injected on the previous turn, so the state never
+        holds more than one. Memories already in the state's messages are not repeated.
+        """
+        messages: list[BaseMessage] = state.get("messages", [])
+        updates: list[BaseMessage] = [
+            RemoveMessage(id=m.id) for m in messages if is_recall_message(m) and m.id
+        ]
+        updates += self._trim(messages)
+        query = _last_human_text(messages)
+        if query and self.config.recall.k > 0:
+            in_context = {m.id for m in messages if m.id}
+            recalled = [
+                r
+                for r in self.recall(query)
+                if not (r.episode.message_ids and set(r.episode.message_ids) <= in_context)
+            ]
+            text = self._format_memories(recalled)
+            if text:
+                updates.append(SystemMessage(text, name=RECALL_MARKER))
+        return {"messages": updates} if updates else {}
+
+    def record_node(self, state: dict[str, Any], config: RunnableConfig | None = None) -> dict[str, Any]:
+        """Record the last turn (from the last user message on) and decide whether to sleep."""
+        messages: list[BaseMessage] = state.get("messages", [])
+        turn = last_turn(messages)
+        previous_activity = self._last_activity
+        if turn:
+            self.buffer.record(
+                turn,
+                thread_id=_thread_id(config),
+                outcome=state.get("outcome"),
+                reward=state.get("reward"),
+            )
+        now = time.time()
+        idle_s = None if previous_activity is None else now - previous_activity
+        self._last_activity = now
+        decision = self.decide(messages, idle_s=idle_s, requested=bool(state.get("sleep_requested")))
+        self._last_decision[_thread_id(config)] = decision
+        return {"sleep_decision": decision.to_dict()}
+
+    def should_sleep(
+        self, state: dict[str, Any], config: RunnableConfig | None = None
+    ) -> Literal["sleep", "__end__"]:
+        """Route to ``"sleep"`` or END, from the decision ``record_node`` made."""
+        decision = state.get("sleep_decision")
+        if decision is None:  # a MessagesState graph drops the key; the memory kept it
+            kept = self._last_decision.get(_thread_id(config))
+            decision = kept.to_dict() if kept else self.decide(state.get("messages", [])).to_dict()
+        return "sleep" if decision["sleep"] else END
+
+    def sleep_node(self, state: dict[str, Any], config: RunnableConfig | None = None) -> dict[str, Any]:
+        """Run a cycle: blocking (the default), or in a thread with ``policy.background=True``."""
+        decision = state.get("sleep_decision") or {}
+        trigger = decision.get("reason", "requested")
+        if self.config.policy.background:
+            started = self.sleep_in_background(trigger=trigger)
+            return {"sleep_requested": False, "sleep_decision": {**decision, "background": started}}
+        report = self.sleep(trigger=trigger)
+        messages: list[BaseMessage] = state.get("messages", [])
+        return {
+            "messages": self._trim(messages),
+            "sleep_requested": False,
+            "sleep_report": report.model_dump(),
+        }
+
+    # -- the memory ------------------------------------------------------------------------
+
+    def recall(self, query: str) -> list[Recalled]:
+        """The episodes recall_node would consider for ``query``, nearest first."""
+        statuses = ("pending", "consolidated") if self.config.recall.include_consolidated else ("pending",)
+        return self.buffer.query(
+            query, k=self.config.recall.k, statuses=statuses, max_distance=self.config.recall.max_distance
+        )
+
+    def decide(
+        self, messages: Sequence[BaseMessage] = (), *, idle_s: float | None = None, requested: bool = False
+    ) -> SleepDecision:
+        """The sleep decision for a conversation holding ``messages``, with its reason."""
+        pending = self.buffer.pending_stats()
+        return decide(
+            self.config.policy,
+            context_tokens=self.count_tokens(messages) if messages else 0,
+            context_window=self.config.context_window,
+            pending_episodes=pending.episodes,
+            pending_tokens=pending.tokens,
+            idle_s=idle_s,
+            requested=requested or self._requested.is_set(),
+            sleeping=self.sleeping,
+        )
+
+    def request_sleep(self) -> None:
+        """Make the next ``should_sleep`` route to sleep, whatever the thresholds say."""
+        self._requested.set()
+
+    def maybe_sleep(self) -> SleepReport | None:
+        """For a scheduler: sleep if a threshold (idle time included) is reached now."""
+        pending = self.buffer.pending_stats()
+        idle_s = None if pending.last_recorded_at is None else time.time() - pending.last_recorded_at
+        decision = self.decide(idle_s=idle_s)
+        return self.sleep(trigger=decision.reason) if decision.sleep else None
+
+    def sleep(self, *, trigger: str = "requested") -> SleepReport:
+        """Run one sleep cycle now over the pending episodes and mark what became of them."""
+        if not self._sleep_lock.acquire(blocking=False):
+            raise SleepAgentError("a sleep cycle is already running for this memory; wait() for it first")
+        try:
+            return self._run_cycle(trigger)
+        finally:
+            self._sleep_lock.release()
+
+    def sleep_in_background(self, *, trigger: str = "requested") -> bool:
+        """Start a cycle in a thread; the agent keeps serving the previous adapter meanwhile.
+
+        Returns False (and starts nothing) when a cycle is already running.
+        """
+        if not self._sleep_lock.acquire(blocking=False):
+            return False
+
+        def run() -> None:
+            try:
+                self._run_cycle(trigger)
+            except Exception:  # the report holds the error; a background thread has no caller
+                log.exception("background sleep cycle failed")
+            finally:
+                self._sleep_lock.release()
+
+        self._sleep_thread = threading.Thread(target=run, name=f"sleep-{self.config.namespace}", daemon=True)
+        self._sleep_thread.start()
+        return True
+
+    @property
+    def sleeping(self) -> bool:
+        return self._sleep_lock.locked()
+
+    def wait(self, timeout: float | None = None) -> SleepReport | None:
+        """Wait for a background cycle to finish; returns its report."""
+        if self._sleep_thread is not None:
+            self._sleep_thread.join(timeout)
+        return self.last_report
+
+    def forget(self, ids: Sequence[str] | None = None, *, text: str | None = None) -> dict[str, Any]:
+        """Erase episodes by id or by a piece of their text; they are never recalled again.
+
+        Episodes already consolidated are also in the current adapter: ``rebuild_needed`` in the
+        result (and in :meth:`status`) says the adapter must be rebuilt without them.
+        """
+        if ids is None and text is None:
+            raise ValueError("forget() needs ids=[...] or text='...'")
+        targets = list(ids or [])
+        if text is not None:
+            targets += self.buffer.find_ids(text)
+        episodes = self.buffer.get(targets)
+        consolidated = [ep.id for ep in episodes if ep.status == "consolidated"]
+        deleted = self.buffer.delete([ep.id for ep in episodes if ep.status != "deleted"])
+        if consolidated:
+            self._rebuild_needed = True
+        return {"deleted": deleted, "consolidated": len(consolidated), "rebuild_needed": bool(consolidated)}
+
+    def status(self) -> dict[str, Any]:
+        """Counts per status, pending load, active adapter, whether sleeping, the last report."""
+        pending = self.buffer.pending_stats()
+        return {
+            "namespace": self.config.namespace,
+            "episodes": self.buffer.counts(),
+            "pending_tokens": pending.tokens,
+            "active_adapter": self._backend.active_adapter if self._backend else None,
+            "sleeping": self.sleeping,
+            "rebuild_needed": self._rebuild_needed,
+            "last_report": self.last_report.model_dump() if self.last_report else None,
+        }
+
+    # -- the model -------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> "ServingBackend":
+        """The serving backend, started on first use (vLLM takes about a minute on CPU)."""
+        if self._backend is None:
+            from sleep_agent.serving import create_backend
+
+            self._backend = create_backend(self.config)
+        return self._backend.start()  # idempotent
+
+    def chat_model(self, **kwargs: Any) -> "BaseChatModel":
+        """A LangChain chat model bound to the active adapter; it follows each new version."""
+        return self.backend.chat_model(**kwargs)
+
+    def count_tokens(self, messages: Sequence[BaseMessage]) -> int:
+        """Tokens of ``messages`` as the served model counts them, chat template included."""
+        if self._token_counter is None:
+            self._token_counter = _model_token_counter(self.config)
+        return int(self._token_counter(messages))
+
+    def close(self) -> None:
+        """Wait for a running cycle, then stop the backend this memory started."""
+        self.wait()
+        if self._backend is not None and self._owns_backend:
+            self._backend.stop()
+
+    def __enter__(self) -> "SleepMemory":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _run_cycle(self, trigger: str) -> SleepReport:
+        self._requested.clear()
+        episodes = self.buffer.episodes("pending")
+        report = SleepReport(namespace=self.config.namespace, trigger=trigger, episodes_in=len(episodes))
+        try:
+            report = self.cycle(self, episodes, report)
+        except Exception as e:
+            report.error = f"{type(e).__name__}: {e}"
+            report.finished_at = time.time()
+            self.last_report = report
+            raise
+        self._apply(report, episodes)
+        report.finished_at = time.time()
+        self.last_report = report
+        return report
+
+    def _apply(self, report: SleepReport, episodes: Sequence[Episode]) -> None:
+        known = {ep.id: ep for ep in episodes}
+        unknown = [i for i in [*report.consolidated, *report.rejected] if i not in known]
+        if unknown:
+            raise SleepAgentError(f"the cycle reported episodes it was not given: {unknown[:5]}")
+        if report.consolidated:
+            if report.adapter_version is None:
+                raise SleepAgentError("the cycle consolidated episodes but published no adapter_version")
+            self.buffer.mark(report.consolidated, "consolidated", adapter_version=report.adapter_version)
+            for episode_id in report.consolidated:
+                self._consolidated_messages.update(known[episode_id].message_ids)
+        for episode_id, reason in report.rejected.items():
+            self.buffer.mark([episode_id], "rejected", reason=reason)
+
+    def _trim(self, messages: Sequence[BaseMessage]) -> list[RemoveMessage]:
+        """Removals for consolidated turns, keeping the last ``keep_last_turns`` turns."""
+        keep = self.config.policy.keep_last_turns
+        if keep is None or not self._consolidated_messages:
+            return []
+        starts = [i for i, m in enumerate(messages) if isinstance(m, HumanMessage)]
+        cut = starts[-keep] if 0 < keep <= len(starts) else (len(messages) if keep == 0 else 0)
+        return [RemoveMessage(id=m.id) for m in messages[:cut] if m.id in self._consolidated_messages]
+
+    def _format_memories(self, recalled: Sequence[Recalled]) -> str:
+        budget = self.config.recall.max_tokens - self.count_tokens([SystemMessage(self.recall_prompt)])
+        lines: list[str] = []
+        for r in recalled:
+            line = "- " + r.episode.text.replace("\n", "\n  ")
+            cost = self.count_tokens([HumanMessage(line)])
+            if cost > budget:
+                break
+            lines.append(line)
+            budget -= cost
+        return self.recall_prompt.format(memories="\n".join(lines)) if lines else ""
+
+
+def _model_token_counter(config: SleepConfig) -> TokenCounter:
+    # The model's own tokenizer makes context_fraction mean what it says; if the model cannot be
+    # prepared here (an attached server with a remote model, say), an estimate is better than failing.
+    from sleep_agent.models import chat_token_counter, prepare_model
+
+    try:
+        return chat_token_counter(prepare_model(config.model, config.cache_dir))
+    except Exception as e:
+        log.warning("counting tokens approximately (chars/4): the model's tokenizer is unavailable: %s", e)
+        return count_tokens_approximately
+
+
+def _thread_id(config: RunnableConfig | None) -> str:
+    return str(((config or {}).get("configurable") or {}).get("thread_id", "default"))
+
+
+def _last_human_text(messages: Sequence[BaseMessage]) -> str:
+    for m in reversed(messages):
+        if isinstance(m, HumanMessage):
+            return m.text
+    return ""

@@ -1,0 +1,56 @@
+"""The contract between the memory and a sleep cycle, and the report a cycle returns.
+
+A cycle receives the pending episodes and says what became of each (consolidated into which
+adapter version, or rejected and why). It never writes statuses itself: ``SleepMemory`` marks the
+buffer only after the cycle has returned, so a cycle that crashes leaves every episode pending.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from sleep_agent.episodes import Episode
+    from sleep_agent.nodes import SleepMemory
+
+
+class SleepReport(BaseModel):
+    """What one sleep did: counts, decisions with reasons, timings and metrics."""
+
+    namespace: str
+    trigger: str = Field(description="why the cycle ran (the decision's reason)")
+    started_at: float = Field(default_factory=time.time)
+    finished_at: float | None = None
+    episodes_in: int = 0
+    consolidated: list[str] = Field(default_factory=list, description="episode ids now in the adapter")
+    rejected: dict[str, str] = Field(default_factory=dict, description="episode id -> why it was left out")
+    adapter_version: int | None = Field(None, description="the version published, None if nothing was")
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    timings_s: dict[str, float] = Field(default_factory=dict, description="seconds per stage")
+    error: str | None = Field(None, description="set when the cycle failed; nothing was marked")
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.finished_at is None else self.finished_at - self.started_at
+
+
+class SleepCycle(Protocol):
+    """Anything callable like this can be a cycle: ``SleepMemory(config, cycle=my_cycle)``."""
+
+    def __call__(
+        self, memory: SleepMemory, episodes: Sequence[Episode], report: SleepReport
+    ) -> SleepReport: ...
+
+
+def no_cycle(memory: SleepMemory, episodes: Sequence[Episode], report: SleepReport) -> SleepReport:
+    """Used until a cycle is configured: says so instead of pretending to consolidate."""
+    from sleep_agent.errors import SleepAgentError
+
+    raise SleepAgentError(
+        "no sleep cycle is configured: pass one with SleepMemory(config, cycle=...); a cycle takes "
+        "(memory, episodes, report) and returns the report with consolidated and rejected ids"
+    )
