@@ -390,13 +390,13 @@ class EpisodeBuffer:
 
 def _open_client(path: str | Path, url: str | None) -> ClientAPI:
     import chromadb
-    from chromadb.config import Settings
 
-    settings = Settings(anonymized_telemetry=False)
+    # Default settings on purpose: Chroma refuses a second client on one path with other settings,
+    # so plain chromadb code in the same process could not open the buffer otherwise.
     if url is None:
         try:
             Path(path).mkdir(parents=True, exist_ok=True)
-            return chromadb.PersistentClient(path=str(path), settings=settings)
+            return chromadb.PersistentClient(path=str(path))
         except Exception as e:
             raise BufferUnavailableError(
                 f"cannot open the embedded Chroma database at {str(path)!r}: {e}. Check that the "
@@ -410,7 +410,6 @@ def _open_client(path: str | Path, url: str | None) -> ClientAPI:
             host=parsed.hostname or "127.0.0.1",
             port=parsed.port or (443 if parsed.scheme == "https" else 8000),
             ssl=parsed.scheme == "https",
-            settings=settings,
         )
         client.heartbeat()
         return client

@@ -1,0 +1,243 @@
+"""The episode buffer on real Chroma: embedded and server, reopened, isolated, concurrent, intact."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+
+from sleep_agent.buffer import EpisodeBuffer, MiniLMEmbedding
+from sleep_agent.errors import BufferUnavailableError, InvalidEpisodeError
+
+FACTS = [
+    ("My cat is called Pixel.", "What a lovely name for a cat."),
+    ("I work as a glassblower in Vellmora.", "Glassblowing sounds hard."),
+    ("My favourite colour is ochre-teal.", "That is an unusual colour."),
+    ("I am allergic to peanuts.", "I will remember to avoid peanuts."),
+]
+
+
+def fill(buffer: EpisodeBuffer, thread: str = "t1") -> list[str]:
+    return [buffer.record([("user", u), ("ai", a)], thread_id=thread).id for u, a in FACTS]
+
+
+@pytest.fixture
+def buffer(tmp_path: Path) -> EpisodeBuffer:
+    return EpisodeBuffer("alice", path=tmp_path / "chroma", max_episode_tokens=1000)
+
+
+def test_a_related_question_finds_the_right_episode(buffer: EpisodeBuffer):
+    ids = fill(buffer)
+    assert buffer.query("what is the name of my pet?", k=1)[0].episode.id == ids[0]
+    assert buffer.query("which job do I have?", k=1)[0].episode.id == ids[1]
+    assert buffer.query("what food should I avoid?", k=1)[0].episode.id == ids[3]
+    hits = buffer.query("what is the name of my pet?", k=4)
+    assert [h.distance for h in hits] == sorted(h.distance for h in hits)
+
+
+def test_statuses_move_and_filter_queries(buffer: EpisodeBuffer):
+    ids = fill(buffer)
+    assert buffer.counts() == {"pending": 4, "consolidated": 0, "rejected": 0, "deleted": 0}
+    assert buffer.mark(ids[:2], "consolidated", adapter_version=3) == 2
+    assert buffer.mark([ids[2]], "rejected", reason="assistant's own words") == 1
+    assert buffer.counts() == {"pending": 1, "consolidated": 2, "rejected": 1, "deleted": 0}
+    got = buffer.get(ids)
+    assert [e.status for e in got] == ["consolidated", "consolidated", "rejected", "pending"]
+    assert got[0].adapter_version == 3 and got[2].reason == "assistant's own words"
+    assert {h.episode.id for h in buffer.query("my cat", k=4)} == {ids[3]}  # pending only by default
+    assert {h.episode.id for h in buffer.query("my cat", k=4, statuses=["consolidated"])} == set(ids[:2])
+    assert [e.id for e in buffer.episodes("consolidated")] == ids[:2]
+    stats = buffer.pending_stats()
+    assert stats.episodes == 1 and stats.tokens == got[3].token_count
+    hits = buffer.query("cat", k=4, statuses=["pending", "consolidated"], where={"thread_id": "nope"})
+    assert hits == []
+
+
+def test_deleting_erases_the_text_but_keeps_the_record(buffer: EpisodeBuffer):
+    ids = fill(buffer)
+    assert buffer.find_ids("Pixel") == [ids[0]]
+    assert buffer.delete([ids[0]]) == 1
+    gone = buffer.get([ids[0]])[0]
+    assert gone.status == "deleted" and gone.parts == [] and "Pixel" not in gone.text
+    assert buffer.find_ids("Pixel") == []
+    everything = buffer.query(
+        "my cat Pixel", k=10, statuses=["pending", "consolidated", "rejected", "deleted"]
+    )
+    assert all("Pixel" not in h.episode.text for h in everything)
+    assert len(buffer) == 4
+
+
+def test_unknown_ids_raise_and_change_nothing(buffer: EpisodeBuffer):
+    ids = fill(buffer)
+    with pytest.raises(KeyError, match="no-such-id"):
+        buffer.mark([ids[0], "no-such-id"], "consolidated", adapter_version=1)
+    assert buffer.get([ids[0]])[0].status == "pending"
+    with pytest.raises(ValueError, match="status"):
+        buffer.mark(ids, "archived")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        buffer.get(ids[0])  # type: ignore[arg-type]
+
+
+def test_recording_the_same_messages_twice_keeps_one_episode(buffer: EpisodeBuffer):
+    turn = [HumanMessage("I live in Vellmora", id="h1"), AIMessage("Noted", id="a1")]
+    first = buffer.record(turn)
+    buffer.mark([first.id], "consolidated", adapter_version=1)
+    again = buffer.record(turn)
+    assert again.id == first.id and again.status == "consolidated" and len(buffer) == 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [[], [("user", "")], [{"role": "user"}], [("user", "word " * 3000)], "not a list", [object()]],
+)
+def test_bad_input_gives_a_clear_error_and_leaves_the_buffer_intact(buffer: EpisodeBuffer, bad):
+    ids = fill(buffer)
+    before = [e.model_dump() for e in buffer.get(ids)]
+    with pytest.raises(InvalidEpisodeError):
+        buffer.record(bad)
+    assert len(buffer) == 4 and [e.model_dump() for e in buffer.get(ids)] == before
+
+
+def test_an_episode_of_another_namespace_is_refused(tmp_path: Path, buffer: EpisodeBuffer):
+    other = EpisodeBuffer("bob", path=tmp_path / "chroma")
+    episode = other.record([("user", "I am Bob")])
+    with pytest.raises(InvalidEpisodeError, match="namespace 'bob'"):
+        buffer.add([episode])
+    assert len(buffer) == 0
+
+
+def test_namespaces_never_see_each_other(tmp_path: Path):
+    alice = EpisodeBuffer("alice", path=tmp_path / "chroma")
+    bob = EpisodeBuffer("bob", path=tmp_path / "chroma")
+    fill(alice)
+    bob.record([("user", "My dog is called Rex.")])
+    for question in ["What is my cat called?", "Where do I work?", "What is my dog called?"]:
+        assert all(h.episode.namespace == "bob" for h in bob.query(question, k=10))
+        assert all(h.episode.namespace == "alice" for h in alice.query(question, k=10))
+    assert len(bob) == 1 and bob.find_ids("Pixel") == [] and alice.find_ids("Rex") == []
+    assert all(e.namespace == "bob" for e in bob.episodes(None))
+    with pytest.raises(KeyError):
+        bob.get([alice.episodes()[0].id])
+
+
+def test_many_threads_recording_at_once_lose_nothing(buffer: EpisodeBuffer):
+    threads, per_thread = 8, 15
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for i in range(per_thread):
+                buffer.record(
+                    [("user", f"note {i} from writer {t}: the code is {t * 100 + i}")], thread_id=f"w{t}"
+                )
+        except BaseException as e:  # collected and asserted below
+            errors.append(e)
+
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert errors == []
+    assert len(buffer) == threads * per_thread
+    texts = {e.text for e in buffer.episodes()}
+    assert all(
+        f"the code is {t * 100 + i}" in " ".join(texts) for t in range(threads) for i in range(per_thread)
+    )
+    assert buffer.pending_stats().episodes == threads * per_thread
+
+
+def test_a_collection_reopened_in_a_new_process_finds_its_episodes_and_embedding(tmp_path: Path):
+    path = tmp_path / "chroma"
+    ids = fill(EpisodeBuffer("alice", path=path))
+    script = textwrap.dedent(
+        f"""
+        import json, chromadb
+        import sleep_agent.buffer  # registers the embedding function with Chroma
+        from sleep_agent.buffer import EpisodeBuffer
+        raw = chromadb.PersistentClient(path={str(path)!r}).get_collection("episodes_alice")
+        hit = EpisodeBuffer("alice", path={str(path)!r}).query("which job do I have?", k=1)[0]
+        by_text = raw.query(query_texts=["what is my pet called?"], n_results=1)["ids"][0][0]
+        print(json.dumps({{"ef": type(raw.configuration["embedding_function"]).__name__, "hit": hit.episode.id, "by_text": by_text}}))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"ef": MiniLMEmbedding.__name__, "hit": ids[1], "by_text": ids[0]}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real `chroma run` server process, as several agent processes would share."""
+    path = tmp_path_factory.mktemp("chroma-server")
+    port = _free_port()
+    chroma = Path(sys.executable).with_name("chroma")
+    log = open(path / "server.log", "wb")
+    proc = subprocess.Popen(
+        [str(chroma), "run", "--path", str(path / "db"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            EpisodeBuffer("probe", url=url)
+            break
+        except BufferUnavailableError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail("chroma run did not start:\n" + (path / "server.log").read_text()[-2000:])
+            time.sleep(0.5)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+def test_a_chroma_server_is_shared_by_two_processes(chroma_server: str):
+    ids = fill(EpisodeBuffer("carol", url=chroma_server))
+    script = textwrap.dedent(
+        f"""
+        import json
+        from sleep_agent.buffer import EpisodeBuffer
+        b = EpisodeBuffer("carol", url={chroma_server!r})
+        hit = b.query("what is the name of my pet?", k=1)[0].episode.id
+        new = b.record([("user", "written by the second process")]).id
+        print(json.dumps({{"hit": hit, "new": new, "n": len(b)}}))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["hit"] == ids[0] and result["n"] == 5
+    here = EpisodeBuffer("carol", url=chroma_server)
+    assert here.get([result["new"]])[0].text == "user: written by the second process"
+    assert EpisodeBuffer("dave", url=chroma_server).query("pet", k=5) == []
+
+
+def test_an_unreachable_server_says_how_to_start_one():
+    with pytest.raises(BufferUnavailableError, match="chroma run"):
+        EpisodeBuffer("alice", url=f"http://127.0.0.1:{_free_port()}")
+
+
+def test_an_unwritable_home_is_a_clear_error(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(BufferUnavailableError, match="embedded Chroma"):
+        EpisodeBuffer("alice", path=blocker / "chroma")
