@@ -395,7 +395,10 @@ def _open_client(path: str | Path, url: str | None) -> ClientAPI:
     # so plain chromadb code in the same process could not open the buffer otherwise.
     if url is None:
         try:
-            Path(path).mkdir(parents=True, exist_ok=True)
+            # Absolute, because Chroma caches one client per path string: a relative path would
+            # silently reuse the database of another working directory.
+            path = Path(path).expanduser().resolve()
+            path.mkdir(parents=True, exist_ok=True)
             return chromadb.PersistentClient(path=str(path))
         except Exception as e:
             raise BufferUnavailableError(
