@@ -13,31 +13,15 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import tempfile
 import threading
 import time
 from importlib.metadata import version
 from pathlib import Path
 
+from _stats import summary  # benchmarks/ is on sys.path when run as a script
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    ms = [v * 1000 for v in values]
-    return {
-        "n": len(ms),
-        "p50_ms": statistics.median(ms),
-        "p99_ms": percentile(ms, 99),
-        "max_ms": max(ms),
-        "mean_ms": statistics.fmean(ms),
-    }
 
 
 def version_dirs(adapter: Path, root: Path, count: int) -> list[Path]:

@@ -27,7 +27,13 @@ def _fail(exc: Exception) -> typer.Exit:
 
 
 @app.command("prepare-model")
-def prepare_model_cmd(model: ModelOpt = "default", cache_dir: CacheOpt = None) -> None:
+def prepare_model_cmd(
+    model: ModelOpt = "default",
+    cache_dir: CacheOpt = None,
+    embeddings: Annotated[
+        bool, typer.Option(help="also export the buffer's embedding model to ONNX (once, ~10 s)")
+    ] = True,
+) -> None:
     """Convert or download the model once into the cache and print its directory."""
     from sleep_agent.models import prepare_model
 
@@ -35,6 +41,15 @@ def prepare_model_cmd(model: ModelOpt = "default", cache_dir: CacheOpt = None) -
         path = prepare_model(model, cache_dir)
     except SleepAgentError as exc:
         raise _fail(exc) from exc
+    if embeddings:
+        from sleep_agent.embeddings import export_onnx
+
+        try:
+            with console.status("exporting the embedding model to ONNX (once)..."):
+                onnx = export_onnx(cache_dir)
+            console.print(f"embedding model: {onnx}")
+        except Exception as exc:  # the buffer falls back to PyTorch; say so, do not fail
+            console.print(f"[yellow]warning:[/] the embedding model stays on PyTorch (slower): {exc}")
     typer.echo(str(path))
 
 

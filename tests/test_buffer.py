@@ -163,7 +163,7 @@ def test_a_collection_reopened_in_a_new_process_finds_its_episodes_and_embedding
         import json, chromadb
         import sleep_agent.buffer  # registers the embedding function with Chroma
         from sleep_agent.buffer import EpisodeBuffer
-        raw = chromadb.PersistentClient(path={str(path)!r}).get_collection("episodes_alice")
+        raw = chromadb.PersistentClient(path={str(path)!r}).get_collection("pending_alice")
         hit = EpisodeBuffer("alice", path={str(path)!r}).query("which job do I have?", k=1)[0]
         by_text = raw.query(query_texts=["what is my pet called?"], n_results=1)["ids"][0][0]
         print(json.dumps({{"ef": type(raw.configuration["embedding_function"]).__name__, "hit": hit.episode.id, "by_text": by_text}}))
@@ -241,3 +241,28 @@ def test_an_unwritable_home_is_a_clear_error(tmp_path: Path):
     blocker.write_text("not a directory")
     with pytest.raises(BufferUnavailableError, match="embedded Chroma"):
         EpisodeBuffer("alice", path=blocker / "chroma")
+
+
+def test_a_move_interrupted_by_a_crash_is_finished_on_reopen(tmp_path: Path):
+    path = tmp_path / "chroma"
+    buffer = EpisodeBuffer("alice", path=path)
+    ids = fill(buffer)
+    # what a crash between the two writes of mark() leaves: the new archived copy and the old pending one
+    stored = buffer._pending.get(ids=[ids[0]], include=["metadatas", "documents", "embeddings"])
+    meta = {**stored["metadatas"][0], "status": "consolidated", "adapter_version": 2}
+    buffer._archive.add(
+        ids=[ids[0]], documents=stored["documents"], embeddings=stored["embeddings"], metadatas=[meta]
+    )
+    assert buffer.get([ids[0]])[0].status == "consolidated"  # reads already prefer the archive
+    reopened = EpisodeBuffer("alice", path=path)
+    assert reopened.counts() == {"pending": 3, "consolidated": 1, "rejected": 0, "deleted": 0}
+    assert len(reopened) == 4 and ids[0] not in {h.episode.id for h in reopened.query("my cat", k=4)}
+
+
+def test_the_hot_pending_set_stays_small_as_episodes_are_consolidated(buffer: EpisodeBuffer):
+    ids = fill(buffer)
+    buffer.mark(ids[:3], "consolidated", adapter_version=1)
+    assert buffer._pending.count() == 1 and buffer._archive.count() == 3
+    buffer.mark(ids[:1], "pending")  # a retry brings an episode back into the hot set
+    assert buffer._pending.count() == 2 and buffer.get([ids[0]])[0].status == "pending"
+    assert buffer.query("what is the name of my pet?", k=1)[0].episode.id == ids[0]
