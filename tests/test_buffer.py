@@ -266,3 +266,13 @@ def test_the_hot_pending_set_stays_small_as_episodes_are_consolidated(buffer: Ep
     buffer.mark(ids[:1], "pending")  # a retry brings an episode back into the hot set
     assert buffer._pending.count() == 2 and buffer.get([ids[0]])[0].status == "pending"
     assert buffer.query("what is the name of my pet?", k=1)[0].episode.id == ids[0]
+
+
+def test_archived_recall_finds_a_match_hidden_behind_many_of_another_status(buffer: EpisodeBuffer):
+    rejected = [buffer.record([("user", f"My cat Pixel ate fish number {i}.")]).id for i in range(8)]
+    buffer.mark(rejected, "rejected", reason="test")
+    kept = buffer.record([("user", "The cat is called Pixel.")]).id
+    buffer.mark([kept], "consolidated", adapter_version=1)
+    (hit,) = buffer.query("my cat Pixel ate fish", k=1, statuses=["consolidated"])
+    assert hit.episode.id == kept
+    assert {h.episode.status for h in buffer.query("cat", k=3, statuses=["rejected"])} == {"rejected"}
