@@ -92,6 +92,12 @@ class RecallConfig(_Config):
     max_distance: float | None = Field(
         None, gt=0, description="drop memories farther than this cosine distance (None keeps the k nearest)"
     )
+    sources: tuple[Literal["user", "assistant", "tool", "system"], ...] = Field(
+        ("user", "tool"),
+        min_length=1,
+        description="whose words are shown: by default only what the user or a tool said, not the "
+        "model's own (possibly invented) answers",
+    )
 
 
 class SleepPolicy(_Config):

@@ -334,7 +334,10 @@ class SleepMemory:
         budget = self.config.recall.max_tokens - self.count_tokens([SystemMessage(self.recall_prompt)])
         lines: list[str] = []
         for r in recalled:
-            line = "- " + r.episode.text.replace("\n", "\n  ")
+            shown = [p.render() for p in r.episode.parts_from(*self.config.recall.sources)]
+            if not shown:
+                continue
+            line = "- " + "\n".join(shown).replace("\n", "\n  ")
             cost = self.count_tokens([HumanMessage(line)])
             if cost > budget:
                 break

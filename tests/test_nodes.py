@@ -286,3 +286,14 @@ def test_a_real_model_graph_records_recalls_and_sleeps_at_the_threshold(default_
         assert len(cycle.calls) == 1 and len(cycle.calls[0]) == 3
         assert memory.count_tokens(asked["messages"]) > 0
         assert memory.status()["episodes"]["consolidated"] == 3
+
+
+def test_recall_shows_only_grounded_words_unless_asked():
+    memory = make_memory()
+    memory.buffer.record([("user", "My cat is called Pixel."), ("ai", "Your cat Pixel is a dog named Rex.")])
+    question = {"messages": [HumanMessage("what is my cat called?", id="q")]}
+    (grounded,) = memory.recall_node(question)["messages"]
+    assert "Pixel" in grounded.content and "Rex" not in grounded.content
+    memory.config.recall = RecallConfig(k=2, sources=("user", "assistant"))
+    (everything,) = memory.recall_node(question)["messages"]
+    assert "Rex" in everything.content
