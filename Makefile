@@ -27,6 +27,7 @@ test-fast: install
 
 bench: model
 	$(PY) benchmarks/swap_latency.py
+	$(PY) benchmarks/memory_overhead.py
 
 lint: install
 	$(VENV)/bin/ruff check sleep_agent tests examples graphs benchmarks && $(VENV)/bin/ruff format --check sleep_agent tests examples graphs benchmarks
