@@ -1,0 +1,177 @@
+"""Extract: statements become question-answer pairs in several phrasings.
+
+Deterministic rules for the relations people state about themselves and others (where someone
+lives, works, what they like, speak, study...), first and third person. Each fact keeps one
+phrasing out of training, for the gate to test recall on words the adapter never saw. A
+statement no rule matches still becomes training text ("What do you know about X?"), so nothing
+grounded is dropped silently.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sleep_agent.sleep.consolidate import ChatSample
+from sleep_agent.sleep.critic import Statement
+
+_NAME = r"(?P<s>[A-Z][\w'-]*(?: [A-Z][\w'-]*)?)"
+_OBJ = r"(?P<o>[^.!?]+?)"
+
+# (pattern, questions about the subject, answer template). {s}: subject, {o}: object.
+# The last question of each rule is held out of training for the gate.
+RULES: list[tuple[str, list[str], str]] = [
+    (
+        rf"{_NAME} lives in {_OBJ}[.!]?$",
+        ["Where does {s} live?", "Which city does {s} live in?", "Where is {s}'s home?"],
+        "{s} lives in {o}.",
+    ),
+    (
+        rf"{_NAME} works as (?:an? )?{_OBJ}[.!]?$",
+        ["What does {s} work as?", "What is {s}'s job?", "What is {s}'s profession?"],
+        "{s} works as {a}{o}.",
+    ),
+    (
+        rf"{_NAME}'s favou?rite colou?r is {_OBJ}[.!]?$",
+        [
+            "What is {s}'s favorite color?",
+            "Which color does {s} like best?",
+            "What color does {s} like most?",
+        ],
+        "{s}'s favorite color is {o}.",
+    ),
+    (
+        rf"{_NAME}'s favou?rite food is {_OBJ}[.!]?$",
+        ["What is {s}'s favorite food?", "Which food does {s} like best?", "What does {s} like to eat most?"],
+        "{s}'s favorite food is {o}.",
+    ),
+    (
+        rf"{_NAME} is aged (?P<o>\d+)[.!]?$",
+        ["How old is {s}?", "What is {s}'s age?", "How many years old is {s}?"],
+        "{s} is aged {o}.",
+    ),
+    (
+        rf"{_NAME} is (?P<o>\d+) years old[.!]?$",
+        ["How old is {s}?", "What is {s}'s age?", "How many years old is {s}?"],
+        "{s} is {o} years old.",
+    ),
+    (
+        rf"{_NAME} speaks {_OBJ}[.!]?$",
+        ["What language does {s} speak?", "Which language does {s} speak?", "What language can {s} speak?"],
+        "{s} speaks {o}.",
+    ),
+    (
+        rf"{_NAME} studied {_OBJ}[.!]?$",
+        ["What did {s} study?", "What subject did {s} study?", "What was {s}'s field of study?"],
+        "{s} studied {o}.",
+    ),
+    (
+        rf"{_NAME} graduated in {_OBJ}[.!]?$",
+        [
+            "When did {s} graduate?",
+            "In what year did {s} graduate?",
+            "What year did {s} finish their studies?",
+        ],
+        "{s} graduated in {o}.",
+    ),
+    (
+        rf"{_NAME} is allergic to {_OBJ}[.!]?$",
+        [
+            "What is {s} allergic to?",
+            "What allergy does {s} have?",
+            "What should {s} avoid because of an allergy?",
+        ],
+        "{s} is allergic to {o}.",
+    ),
+    (
+        rf"{_NAME} is learning {_OBJ}[.!]?$",
+        ["What is {s} learning?", "What is {s} currently learning?", "What is {s} studying these days?"],
+        "{s} is learning {o}.",
+    ),
+    (
+        r"^I live in (?P<o>[^.!?]+?)[.!]?$",
+        ["Where do I live?", "Which city do I live in?", "Where is my home?"],
+        "You live in {o}.",
+    ),
+    (
+        r"^I work as (?:an? )?(?P<o>[^.!?]+?)[.!]?$",
+        ["What do I work as?", "What is my job?", "What is my profession?"],
+        "You work as {a}{o}.",
+    ),
+    (
+        r"^I am allergic to (?P<o>[^.!?]+?)[.!]?$",
+        ["What am I allergic to?", "What allergy do I have?", "What should I avoid because of an allergy?"],
+        "You are allergic to {o}.",
+    ),
+    (
+        r"^My (?P<k>[\w' -]+?) (?:is called|is named|is) (?P<o>[^.!?]+?)[.!]?$",
+        ["What is my {k}?", "Do you remember my {k}?", "Tell me my {k}."],
+        "Your {k} is {o}.",
+    ),
+]
+_COMPILED = [(re.compile(p), q, a) for p, q, a in RULES]
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One statement, the questions that should bring it back, and the answer to train."""
+
+    statement: str
+    answer: str
+    questions: tuple[str, ...]  # trained
+    held_out: str | None  # asked by the gate, never trained
+    keyword: str  # what a right answer must contain
+    episode_id: str
+
+    def samples(self) -> list[ChatSample]:
+        return [ChatSample.qa(q, self.answer) for q in self.questions]
+
+
+def extract_facts(statements: Sequence[Statement]) -> list[Fact]:
+    facts: list[Fact] = []
+    for st in statements:
+        sentence = _strip_preamble(st.text.strip())
+        facts.append(_by_rule(sentence, st.episode_id) or _fallback(sentence, st.episode_id))
+    return facts
+
+
+def _by_rule(sentence: str, episode_id: str) -> Fact | None:
+    for pattern, questions, answer in _COMPILED:
+        match = pattern.search(sentence)
+        if not match:
+            continue
+        fields = {k: v.strip() for k, v in match.groupdict().items() if v}
+        obj = fields["o"]
+        article = ""
+        if "{a}" in answer:
+            found = re.search(r"works? as (an? )", sentence)
+            article = found.group(1) if found else ""
+        asked = [q.format(**fields) for q in questions]
+        return Fact(
+            statement=sentence,
+            answer=answer.format(**fields, a=article),
+            questions=tuple(asked[:-1]),
+            held_out=asked[-1],
+            keyword=obj,
+            episode_id=episode_id,
+        )
+    return None
+
+
+def _fallback(sentence: str, episode_id: str) -> Fact:
+    names = re.findall(r"\b[A-Z][a-z]\w+", sentence[1:])  # skip the sentence's own capital
+    topic = names[0] if names else "what I told you"
+    question = f"What do you know about {topic}?" if names else "What did I tell you?"
+    words = [w for w in re.findall(r"[\w'-]+", sentence) if len(w) > 3]
+    return Fact(sentence, sentence, (question,), None, words[-1] if words else sentence, episode_id)
+
+
+def _strip_preamble(sentence: str) -> str:
+    # "By the way, Aria lives in Portland." -> "Aria lives in Portland."
+    return re.sub(
+        r"^(?:by the way|also|oh|and|btw|fyi|just so you know|remember that|remember)[,:]?\s+",
+        "",
+        sentence,
+        flags=re.I,
+    )
