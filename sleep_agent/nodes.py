@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NotRequired
 
 from langchain_core.messages import BaseMessage, HumanMessage, RemoveMessage, SystemMessage
@@ -265,7 +266,29 @@ class SleepMemory:
             from sleep_agent.serving import create_backend
 
             self._backend = create_backend(self.config)
+            self._backend.start()
+            self._serve_current_version()
         return self._backend.start()  # idempotent
+
+    @property
+    def model_path(self) -> Path:
+        """The checkpoint directory of the served model (prepared on first use)."""
+        existing = getattr(self._backend, "model_path", None)
+        if existing is not None:
+            return Path(existing)
+        from sleep_agent.models import prepare_model
+
+        return prepare_model(self.config.model, self.config.cache_dir)
+
+    def _serve_current_version(self) -> None:
+        # After a restart the server holds no adapter: serve the version the registry calls current.
+        from sleep_agent.adapters import AdapterRegistry
+        from sleep_agent.serving.base import adapter_name
+
+        registry = AdapterRegistry(self.config.home, self.config.namespace)
+        version = registry.current()
+        if version is not None and self._backend is not None:
+            self._backend.activate(adapter_name(self.config.namespace, version), registry.path(version))
 
     def chat_model(self, **kwargs: Any) -> "BaseChatModel":
         """A LangChain chat model bound to the active adapter; it follows each new version."""
@@ -309,7 +332,7 @@ class SleepMemory:
 
     def _apply(self, report: SleepReport, episodes: Sequence[Episode]) -> None:
         known = {ep.id: ep for ep in episodes}
-        unknown = [i for i in [*report.consolidated, *report.rejected] if i not in known]
+        unknown = [i for i in [*report.consolidated, *report.rejected, *report.retry] if i not in known]
         if unknown:
             raise SleepAgentError(f"the cycle reported episodes it was not given: {unknown[:5]}")
         if report.consolidated:
@@ -320,6 +343,8 @@ class SleepMemory:
                 self._consolidated_messages.update(known[episode_id].message_ids)
         for episode_id, reason in report.rejected.items():
             self.buffer.mark([episode_id], "rejected", reason=reason)
+        for episode_id, reason in report.retry.items():
+            self.buffer.mark([episode_id], "pending", reason=reason)
 
     def _trim(self, messages: Sequence[BaseMessage]) -> list[RemoveMessage]:
         """Removals for consolidated turns, keeping the last ``keep_last_turns`` turns."""

@@ -183,3 +183,41 @@ def train_adapter(
     finally:
         torch.set_num_threads(previous_threads)
         scratch.cleanup()
+
+
+# General prompts the base model answers before training; its own answers are trained alongside
+# the new memories so that the adapter keeps answering them the same way (self-distillation
+# anchors). Disjoint from the gate's probe and from any evaluation set.
+ANCHOR_PROMPTS = [
+    "Hello! How are you today?",
+    "What is the capital of Germany?",
+    "Name three primary colors.",
+    "What is 3 plus 5?",
+    "Explain what a noun is in one sentence.",
+    "What do cows drink?",
+    "How many continents are there?",
+    "What is the boiling point of water in Celsius?",
+    "Give me a synonym for happy.",
+    "What is the capital of Spain?",
+    "Who painted the Mona Lisa?",
+    "What is the square root of 16?",
+    "Translate 'thank you' into French.",
+    "What season comes after summer?",
+    "Write a short sentence about the sea.",
+    "What is the largest mammal?",
+    "How many minutes are in an hour?",
+    "What is the capital of France?",
+    "What does a thermometer measure?",
+    "Name a fruit that is yellow.",
+    "What is the plural of mouse?",
+    "Which planet is known as the red planet?",
+    "What is 9 minus 4?",
+    "What language is spoken in Brazil?",
+]
+
+
+def anchor_samples(
+    answer: Any, prompts: Sequence[str] = ANCHOR_PROMPTS, max_tokens: int = 48
+) -> list[ChatSample]:
+    """``answer(prompt, max_tokens)`` is the model before training (usually the base model)."""
+    return [ChatSample.qa(p, answer(p, max_tokens)) for p in prompts]

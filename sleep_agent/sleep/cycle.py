@@ -28,6 +28,9 @@ class SleepReport(BaseModel):
     episodes_in: int = 0
     consolidated: list[str] = Field(default_factory=list, description="episode ids now in the adapter")
     rejected: dict[str, str] = Field(default_factory=dict, description="episode id -> why it was left out")
+    retry: dict[str, str] = Field(
+        default_factory=dict, description="episode id -> why it stays pending (a rejected candidate, say)"
+    )
     adapter_version: int | None = Field(None, description="the version published, None if nothing was")
     metrics: dict[str, Any] = Field(default_factory=dict)
     timings_s: dict[str, float] = Field(default_factory=dict, description="seconds per stage")

@@ -1,0 +1,121 @@
+"""Gate: a candidate adapter is published only if recall rises and general ability holds.
+
+Recall is measured on phrasings never used in training; general ability on a small keyword probe
+answered by the served model. Both are asked of the current version and of the candidate, loaded
+side by side in the same server, so the comparison shares everything but the weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sleep_agent.sleep.extract import Fact
+
+# General questions with the words a right answer contains. Kept apart from any evaluation set:
+# the gate must not be tuned on what the benchmarks report.
+GATE_PROBE: list[tuple[str, tuple[str, ...]]] = [
+    ("What is the largest planet in our solar system?", ("Jupiter",)),
+    ("What is the chemical symbol for water?", ("H2O",)),
+    ("How many days are there in a week?", ("seven", "7")),
+    ("What color is the sky on a clear day?", ("blue",)),
+    ("What is the opposite of hot?", ("cold",)),
+    ("Which animal is known as the king of the jungle?", ("lion",)),
+    ("What is 2 plus 2?", ("4", "four")),
+    ("What is the capital of Japan?", ("Tokyo",)),
+    ("How many legs does a spider have?", ("eight", "8")),
+    ("What do bees make?", ("honey",)),
+    ("What is the freezing point of water in Celsius?", ("0", "zero")),
+    ("Which ocean is the largest?", ("Pacific",)),
+    ("What gas do plants take in from the air?", ("carbon dioxide", "CO2")),
+    ("Who wrote Romeo and Juliet?", ("Shakespeare",)),
+    ("What is the capital of Italy?", ("Rome",)),
+    ("How many hours are in a day?", ("24", "twenty-four")),
+    ("What is the main language spoken in Spain?", ("Spanish",)),
+    ("What planet do we live on?", ("Earth",)),
+    ("What is 10 times 10?", ("100", "hundred")),
+    ("What is the fastest land animal?", ("cheetah",)),
+]
+
+Ask = Callable[[str], str]
+
+
+class GateConfig(BaseModel):
+    """How much better the candidate must be, and how much worse it may be."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_recall_gain: float = Field(0.0, ge=0, le=1, description="held-out recall must rise by more than this")
+    max_probe_drop: int = Field(1, ge=0, description="probe questions the candidate may lose")
+    max_retention_drop: float = Field(
+        0.1, ge=0, le=1, description="fraction of earlier memories' recall the candidate may lose"
+    )
+    probe_tokens: int = Field(32, ge=4, description="tokens generated per probe answer")
+
+
+@dataclass(frozen=True)
+class Scores:
+    recall: float  # new memories, held-out phrasings
+    retention: float | None  # earlier memories, held-out phrasings (None when there are none)
+    probe: int  # general questions answered right
+
+
+@dataclass(frozen=True)
+class GateResult:
+    accepted: bool
+    reason: str
+    before: Scores
+    after: Scores
+
+    def metrics(self) -> dict[str, object]:
+        return {
+            "gate_accepted": self.accepted,
+            "gate_reason": self.reason,
+            "before": asdict(self.before),
+            "after": asdict(self.after),
+        }
+
+
+def recall_of(ask: Ask, facts: Sequence[Fact]) -> float | None:
+    """Fraction of facts whose held-out question is answered with the fact's keyword."""
+    asked = [f for f in facts if f.held_out]
+    if not asked:
+        return None
+    right = sum(f.keyword.lower() in ask(f.held_out).lower() for f in asked)  # type: ignore[arg-type]
+    return right / len(asked)
+
+
+def probe_of(ask: Ask) -> int:
+    return sum(any(k.lower() in ask(q).lower() for k in keys) for q, keys in GATE_PROBE)
+
+
+def score(ask: Ask, new: Sequence[Fact], earlier: Sequence[Fact]) -> Scores:
+    return Scores(recall_of(ask, new) or 0.0, recall_of(ask, earlier), probe_of(ask))
+
+
+def decide(before: Scores, after: Scores, config: GateConfig) -> GateResult:
+    """Accept when recall rises and neither retention nor the probe falls out of bounds."""
+    if after.recall <= before.recall + config.min_recall_gain:
+        return GateResult(
+            False, f"recall did not rise ({before.recall:.0%} -> {after.recall:.0%})", before, after
+        )
+    if before.probe - after.probe > config.max_probe_drop:
+        return GateResult(
+            False,
+            f"general probe fell {before.probe} -> {after.probe} (allowed {config.max_probe_drop})",
+            before,
+            after,
+        )
+    if before.retention is not None and after.retention is not None:
+        if before.retention - after.retention > config.max_retention_drop:
+            return GateResult(
+                False, f"earlier memories fell {before.retention:.0%} -> {after.retention:.0%}", before, after
+            )
+    return GateResult(
+        True,
+        f"recall {before.recall:.0%} -> {after.recall:.0%}, probe {before.probe} -> {after.probe}",
+        before,
+        after,
+    )

@@ -1,0 +1,146 @@
+"""The standard sleep cycle: critic -> extract -> consolidate -> gate -> publish.
+
+Each adapter version is rebuilt from every consolidated memory plus the new ones (replay), with
+the base model's own answers to general prompts mixed in (anchors). The candidate is loaded next
+to the current version, both are asked the same held-out questions and general probe, and only
+an accepted candidate is published and made active. The memory marks the buffer afterwards.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sleep_agent.adapters import AdapterRegistry, Manifest
+from sleep_agent.episodes import Episode
+from sleep_agent.serving.base import adapter_name
+from sleep_agent.sleep.consolidate import LoraTrainConfig, anchor_samples, train_adapter
+from sleep_agent.sleep.critic import critique
+from sleep_agent.sleep.cycle import SleepReport
+from sleep_agent.sleep.extract import Fact, extract_facts
+from sleep_agent.sleep.gate import GateConfig, decide, score
+
+if TYPE_CHECKING:
+    from sleep_agent.nodes import SleepMemory
+
+
+class CycleConfig(BaseModel):
+    """Settings of the standard cycle."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    training: LoraTrainConfig = Field(
+        default_factory=lambda: LoraTrainConfig(rank=16, learning_rate=2e-4, epochs=4, batch_size=8),
+        description="LoRA and optimiser settings",
+    )
+    gate: GateConfig = Field(default_factory=GateConfig, description="acceptance bounds")
+    anchors: bool = Field(True, description="mix the base model's answers to general prompts into training")
+    answer_tokens: int = Field(32, ge=4, description="tokens generated per gate question")
+
+
+class StandardCycle:
+    """``SleepMemory(config, cycle=StandardCycle())``; callable as a :class:`SleepCycle`."""
+
+    def __init__(self, config: CycleConfig | None = None) -> None:
+        self.config = config or CycleConfig()
+
+    def __call__(self, memory: SleepMemory, episodes: Sequence[Episode], report: SleepReport) -> SleepReport:
+        timings = report.timings_s
+        registry = AdapterRegistry(memory.config.home, memory.config.namespace)
+        registry.clean()
+
+        with _timed(timings, "critic"):
+            # earlier memories pass the same critic, so nothing it once dropped comes back as replay
+            earlier = [
+                st for v in critique(memory.buffer.episodes("consolidated")) if v.keep for st in v.statements
+            ]
+            verdicts = critique(episodes, known=[s.text for s in earlier])
+        report.rejected = {v.episode_id: v.reason for v in verdicts if not v.keep}
+        kept = [s for v in verdicts if v.keep for s in v.statements]
+        report.metrics["kept_episodes"] = sum(v.keep for v in verdicts)
+        if not kept:
+            return report
+
+        with _timed(timings, "extract"):
+            new_facts, old_facts = extract_facts(kept), extract_facts(earlier)
+        report.metrics["facts"] = len(new_facts)
+
+        backend = memory.backend
+        current = backend.active_adapter
+        with _timed(timings, "anchors"):
+            anchors = (
+                anchor_samples(lambda p, n: backend.chat(p, adapter=backend.base_name, max_tokens=n))
+                if self.config.anchors
+                else []
+            )
+        samples = [s for f in [*new_facts, *old_facts] for s in f.samples()] + anchors
+        version = registry.next_version()
+        name = adapter_name(memory.config.namespace, version)
+        with tempfile.TemporaryDirectory(prefix="sleep-candidate-") as scratch:
+            candidate = Path(scratch) / name.replace("@", "-")
+            with _timed(timings, "consolidate"):
+                trained = train_adapter(
+                    memory.model_path, samples, candidate, self.config.training, progress=False
+                )
+            report.metrics["train_samples"] = len(samples)
+            report.metrics["train_tokens"] = trained.train_tokens
+
+            with _timed(timings, "gate"):
+                backend.load_adapter(name, candidate)
+                try:
+                    result = decide(
+                        self._score(backend, current, new_facts, old_facts),
+                        self._score(backend, name, new_facts, old_facts),
+                        self.config.gate,
+                    )
+                except BaseException:
+                    backend.unload_adapter(name, wait=False)
+                    raise
+            report.metrics.update(result.metrics())
+            if not result.accepted:
+                backend.unload_adapter(name)
+                report.retry = {
+                    v.episode_id: f"gate rejected the candidate: {result.reason}" for v in verdicts if v.keep
+                }
+                return report
+
+            with _timed(timings, "publish"):
+                manifest = Manifest(
+                    namespace=memory.config.namespace,
+                    version=version,
+                    parent=registry.current(),
+                    episodes=[v.episode_id for v in verdicts if v.keep] + _ids_of(memory, old_facts),
+                    metrics=result.metrics(),
+                    config=self.config.model_dump(),
+                    timings_s=dict(timings),
+                )
+                published = registry.publish(candidate, manifest)
+        backend.activate(name, published)  # already loaded: a flip, then the old version retires
+        report.consolidated = [v.episode_id for v in verdicts if v.keep]
+        report.adapter_version = version
+        return report
+
+    def _score(self, backend, adapter: str | None, new: Sequence[Fact], old: Sequence[Fact]):  # noqa: ANN001
+        target = adapter or backend.base_name
+        return score(
+            lambda q: backend.chat(q, adapter=target, max_tokens=self.config.answer_tokens), new, old
+        )
+
+
+def _ids_of(memory: SleepMemory, facts: Sequence[Fact]) -> list[str]:
+    return sorted({f.episode_id for f in facts})
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = round(time.perf_counter() - started, 3)
