@@ -49,6 +49,7 @@ class StandardCycle:
 
     def __init__(self, config: CycleConfig | None = None) -> None:
         self.config = config or CycleConfig()
+        self._anchor_cache: dict[tuple[int, str], list] = {}
 
     def __call__(self, memory: SleepMemory, episodes: Sequence[Episode], report: SleepReport) -> SleepReport:
         timings = report.timings_s
@@ -74,11 +75,7 @@ class StandardCycle:
         backend = memory.backend
         current = backend.active_adapter
         with _timed(timings, "anchors"):
-            anchors = (
-                anchor_samples(lambda p, n: backend.chat(p, adapter=backend.base_name, max_tokens=n))
-                if self.config.anchors
-                else []
-            )
+            anchors = self._anchors(backend) if self.config.anchors else []
         samples = [s for f in [*new_facts, *old_facts] for s in f.samples()] + anchors
         version = registry.next_version()
         name = adapter_name(memory.config.namespace, version)
@@ -91,40 +88,51 @@ class StandardCycle:
             report.metrics["train_samples"] = len(samples)
             report.metrics["train_tokens"] = trained.train_tokens
 
-            with _timed(timings, "gate"):
+            with _timed(timings, "load"):
                 backend.load_adapter(name, candidate)
-                try:
+            try:
+                with _timed(timings, "gate"):
                     result = decide(
                         self._score(backend, current, new_facts, old_facts),
                         self._score(backend, name, new_facts, old_facts),
                         self.config.gate,
                     )
-                except BaseException:
+                report.metrics.update(result.metrics())
+                if not result.accepted:
+                    backend.unload_adapter(name)
+                    reason = f"gate rejected the candidate: {result.reason}"
+                    report.retry = {v.episode_id: reason for v in verdicts if v.keep}
+                    return report
+                with _timed(timings, "publish"):
+                    manifest = Manifest(
+                        namespace=memory.config.namespace,
+                        version=version,
+                        parent=registry.current(),
+                        episodes=[v.episode_id for v in verdicts if v.keep] + _ids_of(memory, old_facts),
+                        metrics=result.metrics(),
+                        config=self.config.model_dump(),
+                        timings_s=dict(timings),
+                    )
+                    published = registry.publish(candidate, manifest)
+            except BaseException:
+                # whatever failed, the candidate must not stay loaded under a name a later
+                # version will need; the current version keeps serving
+                if name in backend.loaded_adapters and backend.active_adapter != name:
                     backend.unload_adapter(name, wait=False)
-                    raise
-            report.metrics.update(result.metrics())
-            if not result.accepted:
-                backend.unload_adapter(name)
-                report.retry = {
-                    v.episode_id: f"gate rejected the candidate: {result.reason}" for v in verdicts if v.keep
-                }
-                return report
-
-            with _timed(timings, "publish"):
-                manifest = Manifest(
-                    namespace=memory.config.namespace,
-                    version=version,
-                    parent=registry.current(),
-                    episodes=[v.episode_id for v in verdicts if v.keep] + _ids_of(memory, old_facts),
-                    metrics=result.metrics(),
-                    config=self.config.model_dump(),
-                    timings_s=dict(timings),
-                )
-                published = registry.publish(candidate, manifest)
+                raise
         backend.activate(name, published)  # already loaded: a flip, then the old version retires
         report.consolidated = [v.episode_id for v in verdicts if v.keep]
         report.adapter_version = version
         return report
+
+    def _anchors(self, backend) -> list:  # noqa: ANN001
+        # The base model's answers do not change between sleeps: ask once per process.
+        key = (id(backend), backend.base_name)
+        if key not in self._anchor_cache:
+            self._anchor_cache[key] = anchor_samples(
+                lambda p, n: backend.chat(p, adapter=backend.base_name, max_tokens=n)
+            )
+        return self._anchor_cache[key]
 
     def _score(self, backend, adapter: str | None, new: Sequence[Fact], old: Sequence[Fact]):  # noqa: ANN001
         target = adapter or backend.base_name

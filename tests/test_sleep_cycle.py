@@ -1,0 +1,132 @@
+"""The standard sleep cycle on real components: vLLM on CPU, Chroma, peft training, the gate.
+
+One server for the module; the sleeps run in order on one memory, as a day of an agent would:
+learn, refuse a damaging candidate, survive a crash before publish, survive a crash after publish.
+"""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.messages.utils import count_tokens_approximately
+
+from sleep_agent import ServingConfig, SleepConfig, SleepMemory, SleepPolicy
+from sleep_agent.adapters import AdapterRegistry
+from sleep_agent.serving.vllm import VLLMServer
+from sleep_agent.sleep import standard
+from sleep_agent.sleep.consolidate import LoraTrainConfig
+from sleep_agent.sleep.gate import GateResult, Scores
+from sleep_agent.sleep.standard import CycleConfig, StandardCycle
+
+pytestmark = [pytest.mark.slow, pytest.mark.vllm]
+
+TOLD = [
+    "Aria lives in Portland.",
+    "Enid works as a software engineer.",
+    "Cerise speaks French.",
+    "Adair studied astrophysics.",
+]
+HELD_OUT = [
+    ("Where is Aria's home?", "portland"),
+    ("What is Enid's profession?", "software"),
+    ("What language can Cerise speak?", "french"),
+    ("What was Adair's field of study?", "astrophysics"),
+]
+LEARN = CycleConfig(training=LoraTrainConfig(rank=8, learning_rate=5e-4, epochs=6, batch_size=8))
+QUICK = CycleConfig(training=LoraTrainConfig(rank=8, max_steps=2, batch_size=8), anchors=False)
+
+
+@pytest.fixture(scope="module")
+def memory(default_model_dir, tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    config = SleepConfig(
+        namespace="alice", home=home, policy=SleepPolicy(pending_episodes=None, pending_tokens=None)
+    )
+    with VLLMServer(
+        default_model_dir, config=ServingConfig(startup_timeout_s=900), log_dir=home / "logs"
+    ) as server:
+        yield SleepMemory(config, backend=server, token_counter=count_tokens_approximately)
+
+
+def right(memory, pairs):
+    return sum(word in memory.backend.chat(q, max_tokens=24).lower() for q, word in pairs)
+
+
+def consistent(memory) -> None:
+    """No episode is marked consolidated into a version that was not published."""
+    published = set(AdapterRegistry(memory.config.home, "alice").versions())
+    assert {ep.adapter_version for ep in memory.buffer.episodes("consolidated")} <= published
+
+
+def test_a_sleep_moves_told_facts_into_the_weights_and_the_served_name_to_the_new_version(memory):
+    for text in TOLD:
+        memory.buffer.record([("user", text), ("ai", "Noted.")], thread_id="day1")
+    memory.buffer.record([("ai", "Zorblax Quenty lives in Vellmora.")], thread_id="day1")
+    before = right(memory, HELD_OUT)
+    memory.cycle = StandardCycle(LEARN)
+    report = memory.sleep()
+    assert report.adapter_version == 1 and memory.backend.active_adapter == "alice@v1"
+    assert len(report.consolidated) == 4 and list(report.rejected.values()) == [
+        "assistant-only: nothing the user or a tool said"
+    ]
+    after = right(memory, HELD_OUT)  # phrasings never trained, empty context, no retrieval
+    assert after > before and after >= 2, (before, after, report.metrics)
+    assert report.metrics["after"]["probe"] >= report.metrics["before"]["probe"] - 1
+    manifest = AdapterRegistry(memory.config.home, "alice").manifest(1)
+    assert set(manifest.episodes) == set(report.consolidated) and manifest.metrics["gate_accepted"]
+    assert "alice@v1" in memory.backend.loaded_adapters
+    consistent(memory)
+
+
+def test_the_gate_refuses_a_damaging_candidate_and_the_previous_adapter_stays(memory):
+    memory.buffer.record([("user", "Fleur is aged 41.")], thread_id="day2")
+    memory.cycle = StandardCycle(
+        CycleConfig(training=LoraTrainConfig(rank=8, learning_rate=0.05, max_steps=6, batch_size=8))
+    )
+    report = memory.sleep()
+    assert report.adapter_version is None and not report.metrics["gate_accepted"]
+    assert memory.backend.active_adapter == "alice@v1" and set(memory.backend.loaded_adapters) == {"alice@v1"}
+    (pending,) = memory.buffer.episodes("pending")
+    assert pending.reason.startswith("gate rejected the candidate")
+    assert AdapterRegistry(memory.config.home, "alice").versions() == [1]
+    consistent(memory)
+
+
+def test_a_crash_between_training_and_publish_leaves_the_previous_version_served(memory, monkeypatch):
+    def power_cut(*args, **kwargs):
+        raise RuntimeError("power cut during the gate")
+
+    monkeypatch.setattr(standard, "decide", power_cut)
+    memory.cycle = StandardCycle(QUICK)
+    with pytest.raises(RuntimeError, match="power cut"):
+        memory.sleep()
+    assert memory.backend.active_adapter == "alice@v1" and set(memory.backend.loaded_adapters) == {"alice@v1"}
+    assert AdapterRegistry(memory.config.home, "alice").versions() == [1]
+    assert len(memory.buffer.episodes("pending")) == 1
+    consistent(memory)
+
+
+def test_a_crash_between_publish_and_mark_is_consistent_and_the_next_sleep_completes(memory, monkeypatch):
+    accept = GateResult(True, "accepted by the test", Scores(0.0, None, 0), Scores(1.0, None, 0))
+    monkeypatch.setattr(standard, "decide", lambda *a, **k: accept)
+    real_mark = memory.buffer.mark
+
+    def crash_on_consolidate(ids, status, **kwargs):
+        if status == "consolidated":
+            raise RuntimeError("power cut before marking")
+        return real_mark(ids, status, **kwargs)
+
+    monkeypatch.setattr(memory.buffer, "mark", crash_on_consolidate)
+    memory.cycle = StandardCycle(QUICK)
+    with pytest.raises(RuntimeError, match="before marking"):
+        memory.sleep()
+    registry = AdapterRegistry(memory.config.home, "alice")
+    assert registry.current() == 2 and memory.backend.active_adapter == "alice@v2"
+    assert len(memory.buffer.episodes("pending")) == 1  # not marked: it will be learned again
+    consistent(memory)
+
+    monkeypatch.setattr(memory.buffer, "mark", real_mark)
+    report = memory.sleep()
+    assert report.adapter_version == 3 and memory.backend.active_adapter == "alice@v3"
+    assert memory.buffer.episodes("pending") == []
+    assert set(memory.backend.loaded_adapters) == {"alice@v3"}
+    consistent(memory)
