@@ -16,7 +16,7 @@ model: install
 	$(CLI) prepare-model
 
 demo: model
-	$(PY) examples/serve_and_swap.py
+	$(PY) examples/sleep_demo.py
 
 test: model
 	$(PY) -m pytest -v
@@ -28,6 +28,7 @@ test-fast: install
 bench: model
 	$(PY) benchmarks/swap_latency.py
 	$(PY) benchmarks/memory_overhead.py
+	$(PY) benchmarks/sleep_acceptance.py
 
 lint: install
 	$(VENV)/bin/ruff check sleep_agent tests examples graphs benchmarks && $(VENV)/bin/ruff format --check sleep_agent tests examples graphs benchmarks

@@ -4,9 +4,13 @@
     <home>/adapters/<namespace>/v2/
     <home>/adapters/<namespace>/current.json  {"version": 2}   (written last, atomically)
 
-A version directory appears only complete (it is written under a temporary name, then renamed),
-and ``current.json`` changes only after the directory is in place, so a crash at any point leaves
-the previous version current. Versions are never rewritten: a rollback moves the pointer.
+Publishing has two steps. ``stage`` puts the weights at their final path without a manifest, so
+the serving backend can load the candidate from a path that will not move (vLLM reads adapter files
+again whenever it re-caches one). ``commit`` writes the manifest, which is what makes a version
+exist, then moves ``current.json``; ``discard`` removes a refused candidate. Every file appears
+whole (written under a temporary name, then renamed), so a crash at any point leaves the previous
+version current, and ``clean`` removes what a crash left staged. Versions are never rewritten: a
+rollback moves the pointer.
 """
 
 from __future__ import annotations
@@ -92,38 +96,58 @@ class AdapterRegistry:
         return version if version in self.versions() else None
 
     def next_version(self) -> int:
-        return max(self.versions(), default=0) + 1
+        staged = [int(m.group(1)) for p in self.root.iterdir() if (m := _VERSION_DIR.match(p.name))]
+        return max([*self.versions(), *staged], default=0) + 1
 
-    def publish(self, candidate: str | Path, manifest: Manifest, *, make_current: bool = True) -> Path:
-        """Copy a trained adapter in as ``manifest.version``, then (by default) point current at it."""
+    def stage(self, candidate: str | Path, version: int) -> Path:
+        """Place a trained adapter at ``v<version>/`` without a manifest: loadable, not yet published."""
         candidate = check_adapter_dir(candidate)
-        if manifest.namespace != self.namespace:
-            raise ValueError(f"manifest is for namespace {manifest.namespace!r}, not {self.namespace!r}")
-        target = self.root / f"v{manifest.version}"
+        target = self.root / f"v{version}"
         if target.exists():
             raise AdapterLoadError(
-                f"{target} exists: versions are never rewritten; publish as {self.next_version()}"
+                f"{target} exists: versions are never rewritten; stage as {self.next_version()}"
             )
-        staging = Path(tempfile.mkdtemp(prefix=f".v{manifest.version}-", dir=self.root))
+        staging = Path(tempfile.mkdtemp(prefix=f".v{version}-", dir=self.root))
         try:
             for item in candidate.iterdir():
                 if item.is_file() and item.name != "manifest.json":
                     shutil.copy2(item, staging / item.name)
-            (staging / "manifest.json").write_text(manifest.to_json())
-            os.replace(staging, target)  # the version appears whole or not at all
+            os.replace(staging, target)  # the weights appear whole or not at all
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        return target
+
+    def commit(self, manifest: Manifest, *, make_current: bool = True) -> Path:
+        """Publish a staged version: its manifest appears (atomically), then the pointer moves."""
+        if manifest.namespace != self.namespace:
+            raise ValueError(f"manifest is for namespace {manifest.namespace!r}, not {self.namespace!r}")
+        target = self.root / f"v{manifest.version}"
+        if (target / "manifest.json").exists():
+            raise AdapterLoadError(f"v{manifest.version} of {self.namespace} is already published")
+        check_adapter_dir(target)  # raises when nothing was staged there
+        _write_atomically(target / "manifest.json", manifest.to_json())
         if make_current:
             self.set_current(manifest.version)
         return target
 
+    def discard(self, version: int) -> None:
+        """Remove a staged candidate the gate refused (a published version is never removed)."""
+        target = self.root / f"v{version}"
+        if (target / "manifest.json").exists():
+            raise AdapterLoadError(f"v{version} of {self.namespace} is published; roll back instead")
+        shutil.rmtree(target, ignore_errors=True)
+
+    def publish(self, candidate: str | Path, manifest: Manifest, *, make_current: bool = True) -> Path:
+        """``stage`` then ``commit``: copy a trained adapter in as ``manifest.version``."""
+        if manifest.namespace != self.namespace:
+            raise ValueError(f"manifest is for namespace {manifest.namespace!r}, not {self.namespace!r}")
+        self.stage(candidate, manifest.version)
+        return self.commit(manifest, make_current=make_current)
+
     def set_current(self, version: int) -> None:
         self.path(version)  # raises when it is not a published version
-        fd, tmp = tempfile.mkstemp(prefix=".current-", dir=self.root)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"version": version, "at": time.time()}, f)
-        os.replace(tmp, self.root / _POINTER)
+        _write_atomically(self.root / _POINTER, json.dumps({"version": version, "at": time.time()}))
 
     def rollback(self, to: int | None = None) -> int:
         """Point current at ``to`` (default: the version before the current one)."""
@@ -137,8 +161,24 @@ class AdapterRegistry:
         return to
 
     def clean(self) -> int:
-        """Remove staging directories a crash left behind; returns how many."""
-        leftovers = [p for p in self.root.iterdir() if p.name.startswith((".v", ".current-"))]
+        """Remove what a crash left: temporary files and staged versions never committed."""
+        leftovers = [p for p in self.root.iterdir() if p.name.startswith((".v", ".current-", ".manifest-"))]
+        leftovers += [
+            p
+            for p in self.root.iterdir()
+            if _VERSION_DIR.match(p.name) and p.is_dir() and not (p / "manifest.json").exists()
+        ]
         for path in leftovers:
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         return len(leftovers)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -112,5 +112,69 @@ def serve_cmd(
         server.stop()
 
 
+adapters_app = typer.Typer(help="Published adapter versions of a namespace.", no_args_is_help=True)
+app.add_typer(adapters_app, name="adapters")
+NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="whose adapters")]
+HomeOpt = Annotated[Path, typer.Option(help="the memory's home directory")]
+
+
+def _registry(home: Path, namespace: str):  # noqa: ANN202
+    from sleep_agent.adapters import AdapterRegistry
+
+    if not (home / "adapters" / namespace).is_dir():
+        raise _fail(SleepAgentError(f"no adapters for namespace {namespace!r} under {home}/adapters"))
+    return AdapterRegistry(home, namespace)
+
+
+@adapters_app.command("list")
+def adapters_list_cmd(namespace: NamespaceOpt = "default", home: HomeOpt = Path(".sleep_agent")) -> None:
+    """Versions, oldest first, with parent, episodes, gate figures and which one is current."""
+    from datetime import datetime
+
+    from rich.table import Table
+
+    registry = _registry(home, namespace)
+    current = registry.current()
+    table = Table("", "version", "parent", "episodes", "recall", "probe", "published")
+    for version in registry.versions():
+        m = registry.manifest(version)
+        before, after = m.metrics.get("before", {}), m.metrics.get("after", {})
+        table.add_row(
+            "*" if version == current else "",
+            m.served_name,
+            "-" if m.parent is None else f"v{m.parent}",
+            str(len(m.episodes)),
+            _change(before.get("recall"), after.get("recall"), "{:.0%}"),
+            _change(before.get("probe"), after.get("probe"), "{}"),
+            datetime.fromtimestamp(m.created_at).strftime("%Y-%m-%d %H:%M"),
+        )
+    Console().print(table if registry.versions() else f"{namespace}: nothing published yet")
+
+
+def _change(before: object, after: object, fmt: str) -> str:
+    if before is None or after is None:
+        return "-"
+    return f"{fmt.format(before)} -> {fmt.format(after)}"
+
+
+@adapters_app.command("rollback")
+def adapters_rollback_cmd(
+    namespace: NamespaceOpt = "default",
+    home: HomeOpt = Path(".sleep_agent"),
+    to: Annotated[int | None, typer.Option(help="version to serve (default: the one before current)")] = None,
+) -> None:
+    """Point the namespace at an earlier version; a memory serves it when it next starts.
+
+    A running agent switches at once with ``memory.rollback()``.
+    """
+    registry = _registry(home, namespace)
+    before = registry.current()
+    try:
+        version = registry.rollback(to)
+    except SleepAgentError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"{namespace}: current v{before} -> v{version}")
+
+
 if __name__ == "__main__":
     app()

@@ -26,7 +26,7 @@ from sleep_agent.config import SleepConfig
 from sleep_agent.episodes import RECALL_MARKER, Episode, TokenCounter, is_recall_message, last_turn
 from sleep_agent.errors import SleepAgentError
 from sleep_agent.policy import SleepDecision, decide
-from sleep_agent.sleep.cycle import SleepCycle, SleepReport, no_cycle
+from sleep_agent.sleep.cycle import SleepCycle, SleepReport
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -67,7 +67,11 @@ class SleepMemory:
         if "{memories}" not in recall_prompt:
             raise ValueError("recall_prompt must contain '{memories}', where the recalled episodes go")
         self.recall_prompt = recall_prompt
-        self.cycle: SleepCycle = cycle or no_cycle
+        if cycle is None:
+            from sleep_agent.sleep.standard import StandardCycle
+
+            cycle = StandardCycle()
+        self.cycle: SleepCycle = cycle
         self._backend = backend
         self._owns_backend = backend is None
         self._token_counter = token_counter
@@ -320,15 +324,46 @@ class SleepMemory:
         report = SleepReport(namespace=self.config.namespace, trigger=trigger, episodes_in=len(episodes))
         try:
             report = self.cycle(self, episodes, report)
+            self._apply(report, episodes)
         except Exception as e:
             report.error = f"{type(e).__name__}: {e}"
+            raise
+        finally:
             report.finished_at = time.time()
             self.last_report = report
-            raise
-        self._apply(report, episodes)
-        report.finished_at = time.time()
-        self.last_report = report
+            self._save_report(report)
         return report
+
+    def _save_report(self, report: SleepReport) -> None:
+        # a failed save must not turn a finished sleep into a failed one
+        try:
+            report.save(self.reports_dir)
+        except OSError:
+            log.exception("could not save the sleep report under %s", self.reports_dir)
+
+    @property
+    def reports_dir(self) -> Path:
+        """Where every sleep's report is kept as JSON: ``HOME/reports/<namespace>/``."""
+        return Path(self.config.home).expanduser().resolve() / "reports" / self.config.namespace
+
+    def reports(self) -> list[SleepReport]:
+        """Reports of earlier sleeps, oldest first (failed ones included, with their error)."""
+        return SleepReport.load_all(self.reports_dir)
+
+    def rollback(self, version: int | None = None) -> str:
+        """Serve an earlier adapter version (the previous one by default); returns its served name.
+
+        The registry's pointer moves first, so a restart serves the same version.
+        """
+        from sleep_agent.adapters import AdapterRegistry
+        from sleep_agent.serving.base import adapter_name
+
+        registry = AdapterRegistry(self.config.home, self.config.namespace)
+        target = registry.rollback(version)
+        name = adapter_name(self.config.namespace, target)
+        if self._backend is not None:
+            self._backend.activate(name, registry.path(target))
+        return name
 
     def _apply(self, report: SleepReport, episodes: Sequence[Episode]) -> None:
         known = {ep.id: ep for ep in episodes}

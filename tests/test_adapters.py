@@ -91,3 +91,28 @@ def test_manifests_with_unknown_keys_still_open(tmp_path: Path):
     path = reg.path(1) / "manifest.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "from_the_future": True}))
     assert reg.manifest(1).version == 1
+
+
+def test_a_staged_candidate_is_loadable_but_not_published_until_committed(tmp_path: Path):
+    reg = AdapterRegistry(tmp_path, "alice")
+    reg.publish(fake_adapter(tmp_path / "a", "one"), Manifest("alice", 1, None))
+    staged = reg.stage(fake_adapter(tmp_path / "b", "two"), 2)
+    assert staged == reg.root / "v2" and (staged / "adapter_config.json").is_file()
+    assert reg.versions() == [1] and reg.current() == 1 and reg.next_version() == 3
+    reg.commit(Manifest("alice", 2, 1, episodes=["e2"]))
+    assert reg.versions() == [1, 2] and reg.current() == 2 and reg.manifest(2).episodes == ["e2"]
+    with pytest.raises(AdapterLoadError, match="published; roll back"):
+        reg.discard(2)
+
+
+def test_a_refused_or_crashed_candidate_leaves_no_trace(tmp_path: Path):
+    reg = AdapterRegistry(tmp_path, "alice")
+    reg.publish(fake_adapter(tmp_path / "a", "one"), Manifest("alice", 1, None))
+    reg.stage(fake_adapter(tmp_path / "b", "two"), 2)
+    reg.discard(2)
+    assert not (reg.root / "v2").exists() and reg.next_version() == 2
+    reg.stage(fake_adapter(tmp_path / "c", "three"), 2)  # then a crash before commit
+    assert reg.clean() == 1 and not (reg.root / "v2").exists() and reg.versions() == [1]
+    with pytest.raises(AdapterLoadError):
+        reg.commit(Manifest("alice", 2, 1))  # nothing staged
+    assert reg.current() == 1

@@ -39,3 +39,34 @@ def test_serve_on_a_busy_port_fails_at_once(tiny_model_dir):
         result = runner.invoke(app, ["serve", "--model", str(tiny_model_dir), "--port", str(port)])
     assert result.exit_code == 1
     assert "the port is in use" in result.output
+
+
+def test_adapters_list_and_rollback(tmp_path):
+    from test_adapters import fake_adapter
+
+    from sleep_agent.adapters import AdapterRegistry, Manifest
+
+    reg = AdapterRegistry(tmp_path, "alice")
+    gate = {"before": {"recall": 0.0, "probe": 11}, "after": {"recall": 0.75, "probe": 11}}
+    reg.publish(
+        fake_adapter(tmp_path / "a", "one"), Manifest("alice", 1, None, episodes=["e1"], metrics=gate)
+    )
+    reg.publish(fake_adapter(tmp_path / "b", "two"), Manifest("alice", 2, 1, episodes=["e1", "e2"]))
+    listed = runner.invoke(
+        app, ["adapters", "list", "-n", "alice", "--home", str(tmp_path)], terminal_width=200
+    )
+    assert listed.exit_code == 0, listed.output
+    v1, v2 = [line for line in listed.output.splitlines() if "alice@v" in line]
+    assert "0% -> 75%" in v1 and "11 -> 11" in v1 and "*" not in v1
+    assert "*" in v2 and "v1" in v2  # current, with its parent
+
+    back = runner.invoke(app, ["adapters", "rollback", "-n", "alice", "--home", str(tmp_path)])
+    assert back.exit_code == 0 and "v2 -> v1" in back.output and reg.current() == 1
+    again = runner.invoke(app, ["adapters", "rollback", "-n", "alice", "--home", str(tmp_path)])
+    assert again.exit_code == 1 and "no version before v1" in again.output and reg.current() == 1
+
+
+def test_adapters_of_an_unknown_namespace_fail_with_a_message(tmp_path):
+    result = runner.invoke(app, ["adapters", "list", "-n", "nobody", "--home", str(tmp_path)])
+    assert result.exit_code == 1 and "no adapters for namespace 'nobody'" in result.output
+    assert not (tmp_path / "adapters").exists()

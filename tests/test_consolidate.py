@@ -67,6 +67,14 @@ def test_train_adapter_writes_a_peft_directory_vllm_can_load(tiny_model_dir, tmp
     assert result.steps == 3 and result.train_tokens > 0 and result.tokens_per_s > 0
 
 
+def test_a_few_samples_still_get_min_steps_of_training(tiny_model_dir, tmp_path):
+    samples = [ChatSample.qa("where does zorblax quenty live ?", "he lives in vellmora .")] * 2
+    config = LoraTrainConfig(rank=4, epochs=1, min_steps=4, batch_size=2)
+    assert train_adapter(tiny_model_dir, samples, tmp_path / "v1", config, progress=False).steps == 4
+    many = LoraTrainConfig(rank=4, epochs=1, min_steps=0, batch_size=2)
+    assert train_adapter(tiny_model_dir, samples, tmp_path / "v2", many, progress=False).steps == 1
+
+
 def test_train_adapter_refuses_no_samples(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match="at least one sample"):
         train_adapter(tiny_model_dir, [], tmp_path / "v1")

@@ -18,9 +18,13 @@ def facts_of(*texts):
 def test_third_person_facts_get_questions_an_answer_and_a_held_out_phrasing():
     (fact,) = facts_of("By the way, Aria lives in Portland.")
     assert fact.answer == "Aria lives in Portland." and fact.keyword == "Portland"
-    assert fact.questions == ("Where does Aria live?", "Which city does Aria live in?")
+    assert fact.questions == (
+        "Where does Aria live?",
+        "Which city does Aria live in?",
+        "What do you know about Aria?",
+    )
     assert fact.held_out == "Where is Aria's home?" and fact.held_out not in fact.questions
-    assert [s.answer for s in fact.samples()] == ["Aria lives in Portland."] * 2
+    assert [s.answer for s in fact.samples()] == ["Aria lives in Portland."] * 3
 
 
 def test_first_person_facts_are_answered_in_the_second_person():

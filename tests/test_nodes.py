@@ -214,11 +214,37 @@ def test_a_failing_cycle_marks_nothing_and_reports_the_error():
     assert memory.buffer.counts()["pending"] == 2
 
 
-def test_without_a_cycle_sleep_says_how_to_configure_one():
-    memory = SleepMemory(SleepConfig(namespace="x1"), token_counter=count_tokens_approximately)
-    memory.buffer.record([("user", "something")])
-    with pytest.raises(SleepAgentError, match="cycle="):
+def test_every_sleep_leaves_its_report_under_home_failed_ones_included():
+    calls = []
+
+    def flaky(memory, episodes, report):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("trainer ran out of memory")
+        return AcceptAll()(memory, episodes, report)
+
+    memory = make_memory(cycle=flaky)
+    turns(graph_of(memory), ["a", "b"])
+    with pytest.raises(RuntimeError):
         memory.sleep()
+    memory.sleep()
+    failed, done = memory.reports()
+    assert "out of memory" in failed.error and failed.consolidated == []
+    assert done.error is None and len(done.consolidated) == 2 and done.finished_at >= failed.finished_at
+    assert memory.reports_dir.is_relative_to(memory.config.home.resolve())
+
+
+def test_the_default_cycle_rejects_what_is_not_worth_learning_without_starting_a_model():
+    memory = SleepMemory(SleepConfig(namespace="x1"), token_counter=count_tokens_approximately)
+    memory.buffer.record([("user", "What is the weather like?"), ("ai", "Sunny.")])
+    memory.buffer.record([("ai", "Zorblax Quenty lives in Vellmora.")])
+    report = memory.sleep()
+    assert sorted(report.rejected.values()) == [
+        "assistant-only: nothing the user or a tool said",
+        "no statement to learn (questions or chit-chat only)",
+    ]
+    assert report.adapter_version is None and memory._backend is None  # nothing trained, nothing served
+    assert memory.buffer.counts()["rejected"] == 2
 
 
 def test_forget_removes_memories_from_recall_and_flags_consolidated_ones():

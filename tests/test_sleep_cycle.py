@@ -31,7 +31,7 @@ HELD_OUT = [
     ("What language can Cerise speak?", "french"),
     ("What was Adair's field of study?", "astrophysics"),
 ]
-LEARN = CycleConfig(training=LoraTrainConfig(rank=8, learning_rate=5e-4, epochs=6, batch_size=8))
+LEARN = CycleConfig()  # the defaults a user gets
 QUICK = CycleConfig(training=LoraTrainConfig(rank=8, max_steps=2, batch_size=8), anchors=False)
 
 
@@ -64,7 +64,8 @@ def test_a_sleep_moves_told_facts_into_the_weights_and_the_served_name_to_the_ne
     before = right(memory, HELD_OUT)
     memory.cycle = StandardCycle(LEARN)
     report = memory.sleep()
-    assert report.adapter_version == 1 and memory.backend.active_adapter == "alice@v1"
+    assert report.adapter_version == 1, (report.metrics, report.timings_s)
+    assert memory.backend.active_adapter == "alice@v1"
     assert len(report.consolidated) == 4 and list(report.rejected.values()) == [
         "assistant-only: nothing the user or a tool said"
     ]
@@ -100,9 +101,11 @@ def test_a_crash_between_training_and_publish_leaves_the_previous_version_served
     with pytest.raises(RuntimeError, match="power cut"):
         memory.sleep()
     assert memory.backend.active_adapter == "alice@v1" and set(memory.backend.loaded_adapters) == {"alice@v1"}
-    assert AdapterRegistry(memory.config.home, "alice").versions() == [1]
+    registry = AdapterRegistry(memory.config.home, "alice")
+    assert registry.versions() == [1] and not (registry.root / "v2").exists()  # the candidate is gone
     assert len(memory.buffer.episodes("pending")) == 1
     consistent(memory)
+    assert memory.backend.chat("Say hi.", max_tokens=4)  # the server still answers
 
 
 def test_a_crash_between_publish_and_mark_is_consistent_and_the_next_sleep_completes(memory, monkeypatch):

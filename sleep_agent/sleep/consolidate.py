@@ -30,6 +30,9 @@ class LoraTrainConfig(BaseModel):
     learning_rate: float = Field(2e-4, gt=0, description="AdamW learning rate")
     epochs: float = Field(4.0, gt=0, description="passes over the samples")
     max_steps: int = Field(-1, description="stop after this many steps (-1: run all epochs)")
+    min_steps: int = Field(
+        0, ge=0, description="run at least this many steps, so that a sleep over a few memories still learns"
+    )
     batch_size: int = Field(8, ge=1, description="samples per optimiser step")
     max_length: int = Field(256, ge=16, description="samples are truncated to this many tokens")
     seed: int = Field(0, description="seed for LoRA initialisation and data order")
@@ -133,13 +136,18 @@ def train_adapter(
             ),
         )
         encoded = [encode_sample(tokenizer, s, config.max_length) for s in samples]
+        steps_per_epoch = -(-len(encoded) // config.batch_size)
+        max_steps = config.max_steps
+        if max_steps < 0 and config.epochs * steps_per_epoch < config.min_steps:
+            max_steps = config.min_steps
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         args = TrainingArguments(
             output_dir=scratch.name,
             per_device_train_batch_size=config.batch_size,
             learning_rate=config.learning_rate,
             num_train_epochs=config.epochs,
-            max_steps=config.max_steps,
+            max_steps=max_steps,
+            train_sampling_strategy="group_by_length",  # batches of similar length waste less compute on padding
             lr_scheduler_type="constant",
             warmup_steps=0,
             weight_decay=0.0,
@@ -187,7 +195,8 @@ def train_adapter(
 
 # General prompts the base model answers before training; its own answers are trained alongside
 # the new memories so that the adapter keeps answering them the same way (self-distillation
-# anchors). Disjoint from the gate's probe and from any evaluation set.
+# anchors). Disjoint from the gate's probe and from every evaluation set (tests/test_gate.py
+# checks general_probe.jsonl).
 ANCHOR_PROMPTS = [
     "Hello! How are you today?",
     "What is the capital of Germany?",
@@ -196,7 +205,7 @@ ANCHOR_PROMPTS = [
     "Explain what a noun is in one sentence.",
     "What do cows drink?",
     "How many continents are there?",
-    "What is the boiling point of water in Celsius?",
+    "What do you call a baby cat?",
     "Give me a synonym for happy.",
     "What is the capital of Spain?",
     "Who painted the Mona Lisa?",
@@ -206,11 +215,11 @@ ANCHOR_PROMPTS = [
     "Write a short sentence about the sea.",
     "What is the largest mammal?",
     "How many minutes are in an hour?",
-    "What is the capital of France?",
+    "What is the capital of Canada?",
     "What does a thermometer measure?",
     "Name a fruit that is yellow.",
     "What is the plural of mouse?",
-    "Which planet is known as the red planet?",
+    "What is the closest star to Earth?",
     "What is 9 minus 4?",
     "What language is spoken in Brazil?",
 ]
@@ -219,5 +228,12 @@ ANCHOR_PROMPTS = [
 def anchor_samples(
     answer: Any, prompts: Sequence[str] = ANCHOR_PROMPTS, max_tokens: int = 48
 ) -> list[ChatSample]:
-    """``answer(prompt, max_tokens)`` is the model before training (usually the base model)."""
-    return [ChatSample.qa(p, answer(p, max_tokens)) for p in prompts]
+    """``answer(prompt, max_tokens)`` is the model before training (usually the base model).
+
+    Asked concurrently, so that a serving backend answers them in one batch.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda p: answer(p, max_tokens), prompts))
+    return [ChatSample.qa(p, a) for p, a in zip(prompts, answers, strict=True)]

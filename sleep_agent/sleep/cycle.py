@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, Field
@@ -40,6 +41,22 @@ class SleepReport(BaseModel):
     def duration_s(self) -> float | None:
         return None if self.finished_at is None else self.finished_at - self.started_at
 
+    def save(self, directory: Path) -> Path:
+        """Write ``<started_at>.json`` into ``directory`` (whole or not at all)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self.started_at))
+        path = directory / f"{stamp}-{int(self.started_at * 1e6) % 1_000_000:06d}.json"
+        scratch = path.with_suffix(".json.tmp")
+        scratch.write_text(self.model_dump_json(indent=2))
+        scratch.replace(path)
+        return path
+
+    @classmethod
+    def load_all(cls, directory: Path) -> list[SleepReport]:
+        if not directory.is_dir():
+            return []
+        return [cls.model_validate_json(p.read_text()) for p in sorted(directory.glob("*.json"))]
+
 
 class SleepCycle(Protocol):
     """Anything callable like this can be a cycle: ``SleepMemory(config, cycle=my_cycle)``."""
@@ -47,13 +64,3 @@ class SleepCycle(Protocol):
     def __call__(
         self, memory: SleepMemory, episodes: Sequence[Episode], report: SleepReport
     ) -> SleepReport: ...
-
-
-def no_cycle(memory: SleepMemory, episodes: Sequence[Episode], report: SleepReport) -> SleepReport:
-    """Used until a cycle is configured: says so instead of pretending to consolidate."""
-    from sleep_agent.errors import SleepAgentError
-
-    raise SleepAgentError(
-        "no sleep cycle is configured: pass one with SleepMemory(config, cycle=...); a cycle takes "
-        "(memory, episodes, report) and returns the report with consolidated and rejected ids"
-    )

@@ -4,7 +4,8 @@ Deterministic rules for the relations people state about themselves and others (
 lives, works, what they like, speak, study...), first and third person. Each fact keeps one
 phrasing out of training, for the gate to test recall on words the adapter never saw. A
 statement no rule matches still becomes training text ("What do you know about X?"), so nothing
-grounded is dropped silently.
+grounded is dropped silently. Every fact is also trained as the answer to "What do you know
+about X?", so the statement itself is learned, not only its question forms.
 """
 
 from __future__ import annotations
@@ -148,10 +149,12 @@ def _by_rule(sentence: str, episode_id: str) -> Fact | None:
             found = re.search(r"works? as (an? )", sentence)
             article = found.group(1) if found else ""
         asked = [q.format(**fields) for q in questions]
+        # the open question trains the statement itself, as a person would recite it
+        about = f"What do you know about {fields['s']}?" if "s" in fields else "What do you know about me?"
         return Fact(
             statement=sentence,
             answer=answer.format(**fields, a=article),
-            questions=tuple(asked[:-1]),
+            questions=(*asked[:-1], about),
             held_out=asked[-1],
             keyword=obj,
             episode_id=episode_id,

@@ -18,7 +18,7 @@ from sleep_agent.sleep.extract import Fact
 # the gate must not be tuned on what the benchmarks report.
 GATE_PROBE: list[tuple[str, tuple[str, ...]]] = [
     ("What is the largest planet in our solar system?", ("Jupiter",)),
-    ("What is the chemical symbol for water?", ("H2O",)),
+    ("What is the chemical symbol for gold?", ("Au",)),
     ("How many days are there in a week?", ("seven", "7")),
     ("What color is the sky on a clear day?", ("blue",)),
     ("What is the opposite of hot?", ("cold",)),
@@ -28,9 +28,9 @@ GATE_PROBE: list[tuple[str, tuple[str, ...]]] = [
     ("How many legs does a spider have?", ("eight", "8")),
     ("What do bees make?", ("honey",)),
     ("What is the freezing point of water in Celsius?", ("0", "zero")),
-    ("Which ocean is the largest?", ("Pacific",)),
-    ("What gas do plants take in from the air?", ("carbon dioxide", "CO2")),
-    ("Who wrote Romeo and Juliet?", ("Shakespeare",)),
+    ("What is the longest river in Africa?", ("Nile",)),
+    ("What do plants need from the sun to grow?", ("light",)),
+    ("Who was the first person to walk on the Moon?", ("Armstrong",)),
     ("What is the capital of Italy?", ("Rome",)),
     ("How many hours are in a day?", ("24", "twenty-four")),
     ("What is the main language spoken in Spain?", ("Spanish",)),

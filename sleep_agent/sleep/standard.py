@@ -8,6 +8,7 @@ an accepted candidate is published and made active. The memory marks the buffer 
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -29,6 +30,8 @@ from sleep_agent.sleep.gate import GateConfig, decide, score
 if TYPE_CHECKING:
     from sleep_agent.nodes import SleepMemory
 
+log = logging.getLogger(__name__)
+
 
 class CycleConfig(BaseModel):
     """Settings of the standard cycle."""
@@ -36,7 +39,9 @@ class CycleConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     training: LoraTrainConfig = Field(
-        default_factory=lambda: LoraTrainConfig(rank=16, learning_rate=2e-4, epochs=4, batch_size=8),
+        default_factory=lambda: LoraTrainConfig(
+            rank=16, alpha=32, learning_rate=1e-3, epochs=4, min_steps=30, batch_size=8
+        ),
         description="LoRA and optimiser settings",
     )
     gate: GateConfig = Field(default_factory=GateConfig, description="acceptance bounds")
@@ -80,31 +85,33 @@ class StandardCycle:
         version = registry.next_version()
         name = adapter_name(memory.config.namespace, version)
         with tempfile.TemporaryDirectory(prefix="sleep-candidate-") as scratch:
-            candidate = Path(scratch) / name.replace("@", "-")
             with _timed(timings, "consolidate"):
                 trained = train_adapter(
-                    memory.model_path, samples, candidate, self.config.training, progress=False
+                    memory.model_path, samples, Path(scratch), self.config.training, progress=False
                 )
-            report.metrics["train_samples"] = len(samples)
-            report.metrics["train_tokens"] = trained.train_tokens
+            staged = registry.stage(scratch, version)  # the path vLLM loads from must not move
+        report.metrics["train_samples"] = len(samples)
+        report.metrics["train_tokens"] = trained.train_tokens
+        report.metrics["train_tokens_per_s"] = round(trained.tokens_per_s, 1)
 
+        try:
             with _timed(timings, "load"):
-                backend.load_adapter(name, candidate)
-            try:
-                with _timed(timings, "gate"):
-                    result = decide(
-                        self._score(backend, current, new_facts, old_facts),
-                        self._score(backend, name, new_facts, old_facts),
-                        self.config.gate,
-                    )
-                report.metrics.update(result.metrics())
-                if not result.accepted:
-                    backend.unload_adapter(name)
-                    reason = f"gate rejected the candidate: {result.reason}"
-                    report.retry = {v.episode_id: reason for v in verdicts if v.keep}
-                    return report
-                with _timed(timings, "publish"):
-                    manifest = Manifest(
+                backend.load_adapter(name, staged)
+            with _timed(timings, "gate"):
+                result = decide(
+                    self._score(backend, current, new_facts, old_facts),
+                    self._score(backend, name, new_facts, old_facts),
+                    self.config.gate,
+                )
+            report.metrics.update(result.metrics())
+            if not result.accepted:
+                _withdraw(backend, registry, name, version)
+                reason = f"gate rejected the candidate: {result.reason}"
+                report.retry = {v.episode_id: reason for v in verdicts if v.keep}
+                return report
+            with _timed(timings, "publish"):
+                registry.commit(
+                    Manifest(
                         namespace=memory.config.namespace,
                         version=version,
                         parent=registry.current(),
@@ -113,14 +120,16 @@ class StandardCycle:
                         config=self.config.model_dump(),
                         timings_s=dict(timings),
                     )
-                    published = registry.publish(candidate, manifest)
-            except BaseException:
-                # whatever failed, the candidate must not stay loaded under a name a later
-                # version will need; the current version keeps serving
-                if name in backend.loaded_adapters and backend.active_adapter != name:
-                    backend.unload_adapter(name, wait=False)
-                raise
-        backend.activate(name, published)  # already loaded: a flip, then the old version retires
+                )
+        except BaseException:
+            # whatever failed before the commit, the candidate leaves: the current version serves on
+            if registry.current() != version:
+                try:
+                    _withdraw(backend, registry, name, version, wait=False)
+                except Exception:  # the first failure is the one to report
+                    log.exception("could not withdraw candidate %s", name)
+            raise
+        backend.activate(name, staged)  # already loaded: a flip, then the old version retires
         report.consolidated = [v.episode_id for v in verdicts if v.keep]
         report.adapter_version = version
         return report
@@ -139,6 +148,13 @@ class StandardCycle:
         return score(
             lambda q: backend.chat(q, adapter=target, max_tokens=self.config.answer_tokens), new, old
         )
+
+
+def _withdraw(backend, registry: AdapterRegistry, name: str, version: int, *, wait: bool = True) -> None:  # noqa: ANN001
+    if name in backend.loaded_adapters and backend.active_adapter != name:
+        backend.unload_adapter(name, wait=wait)
+    if name not in backend.loaded_adapters:  # files stay while the server may still read them
+        registry.discard(version)
 
 
 def _ids_of(memory: SleepMemory, facts: Sequence[Fact]) -> list[str]:

@@ -1,0 +1,79 @@
+"""Person facts (facts_dev.json) as sentences to tell an agent and questions to ask it afterwards.
+
+Two kinds of question per fact: the phrasing the extractor trains ("Where does Aria live?") and a
+phrasing written here that no stage of the sleep cycle produces ("In which city does Aria
+reside?"), so that recall can be measured on words the adapter never saw.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+UNSEEN: dict[str, str] = {
+    "lives in": "In which city does {s} reside?",
+    "works as": "What does {s} do for a living?",
+    "'s favorite color is": "What color does {s} prefer?",
+    "'s favorite food is": "What dish does {s} love most?",
+    "is aged": "What age is {s}?",
+    "speaks": "Which language is {s} able to speak?",
+    "studied": "What was {s}'s subject at university?",
+    "graduated in": "When did {s} complete their degree?",
+    "is allergic to": "What gives {s} an allergic reaction?",
+    "is learning": "What new skill is {s} picking up?",
+}
+# How the facts are worded when told, in turn: the extractor has to find the fact in each.
+FRAMINGS = ["By the way, {f}", "{f}", "Just so you know, {f}", "Remember that {f}", "My friend {f}"]
+
+
+@dataclass(frozen=True)
+class PersonFact:
+    subject: str
+    relation: str
+    object: str
+
+    @property
+    def sentence(self) -> str:
+        joiner = "" if self.relation.startswith("'") else " "
+        return f"{self.subject}{joiner}{self.relation} {self.object}."
+
+    @property
+    def trained_question(self) -> str:
+        from sleep_agent.sleep.critic import Statement
+        from sleep_agent.sleep.extract import extract_facts
+
+        (fact,) = extract_facts([Statement(self.sentence, "user", "")])
+        return fact.questions[0]
+
+    @property
+    def unseen_question(self) -> str:
+        return UNSEEN[self.relation].format(s=self.subject)
+
+    def told(self, i: int) -> str:
+        """The ``i``-th way of telling it (framings rotate)."""
+        return FRAMINGS[i % len(FRAMINGS)].format(f=self.sentence)
+
+    def recalled_in(self, answer: str) -> bool:
+        return self.object.lower() in answer.lower()
+
+
+def load_facts(path: Path, n: int) -> list[PersonFact]:
+    """``n`` facts spread evenly over the relations (the file is ordered by relation)."""
+    by_relation: dict[str, list[PersonFact]] = defaultdict(list)
+    for row in json.loads(Path(path).read_text()):
+        by_relation[row["relation"]].append(PersonFact(row["subject"], row["relation"], row["object"]))
+    rows = zip(*by_relation.values(), strict=False)
+    return [fact for row in rows for fact in row][:n]
+
+
+def load_probe(path: Path) -> list[tuple[str, list[str]]]:
+    """``(question, expected keywords)`` from a JSONL probe such as general_probe.jsonl."""
+    lines = Path(path).read_text().splitlines()
+    return [(row["question"], row["expected_keywords"]) for row in map(json.loads, filter(None, lines))]
+
+
+def probe_score(items: Sequence[tuple[str, Sequence[str]]], answers: Sequence[str]) -> int:
+    return sum(any(k.lower() in a.lower() for k in keys) for (_, keys), a in zip(items, answers, strict=True))

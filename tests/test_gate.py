@@ -1,0 +1,67 @@
+"""The gate's decision, and that nothing the gate or training uses is an evaluation question."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import SHARED_DATA
+
+from sleep_agent.sleep.consolidate import ANCHOR_PROMPTS
+from sleep_agent.sleep.extract import Fact
+from sleep_agent.sleep.gate import GATE_PROBE, GateConfig, Scores, decide, probe_of, recall_of
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_recall_must_rise():
+    result = decide(Scores(0.5, None, 11), Scores(0.5, None, 12), GateConfig())
+    assert not result.accepted and "recall did not rise (50% -> 50%)" in result.reason
+    assert decide(Scores(0.5, None, 11), Scores(0.75, None, 11), GateConfig()).accepted
+
+
+def test_the_probe_may_fall_by_the_configured_amount_only():
+    config = GateConfig(max_probe_drop=1)
+    assert decide(Scores(0.0, None, 11), Scores(1.0, None, 10), config).accepted
+    result = decide(Scores(0.0, None, 11), Scores(1.0, None, 9), config)
+    assert not result.accepted and "general probe fell 11 -> 9" in result.reason
+
+
+def test_earlier_memories_must_survive():
+    result = decide(Scores(0.0, 1.0, 11), Scores(1.0, 0.8, 11), GateConfig(max_retention_drop=0.1))
+    assert not result.accepted and "earlier memories fell 100% -> 80%" in result.reason
+    assert decide(Scores(0.0, 1.0, 11), Scores(1.0, 0.95, 11), GateConfig(max_retention_drop=0.1)).accepted
+
+
+def test_recall_asks_held_out_phrasings_only_and_the_probe_counts_keywords():
+    fact = Fact(
+        "Aria lives in Portland.",
+        "Aria lives in Portland.",
+        ("Where does Aria live?",),
+        "Where is Aria's home?",
+        "Portland",
+        "e1",
+    )
+    asked = []
+
+    def ask(question: str) -> str:
+        asked.append(question)
+        return "Portland" if "home" in question else "Jupiter H2O"
+
+    assert recall_of(ask, [fact]) == 1.0 and asked == ["Where is Aria's home?"]
+    assert probe_of(ask) == sum("Jupiter" in keys for _, keys in GATE_PROBE)
+
+
+def _questions(path: Path) -> set[str]:
+    return {json.loads(line)["question"].lower() for line in path.read_text().splitlines() if line.strip()}
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "general_probe.jsonl").exists(), reason="shared data not present")
+def test_no_evaluation_question_is_trained_or_used_by_the_gate():
+    evaluated = _questions(SHARED_DATA / "general_probe.jsonl") | _questions(
+        REPO / "benchmarks/data/probe_large.jsonl"
+    )
+    used = {q.lower() for q in ANCHOR_PROMPTS} | {q.lower() for q, _ in GATE_PROBE}
+    assert not evaluated & used
+    assert len(evaluated) == 60
