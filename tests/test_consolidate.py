@@ -86,3 +86,82 @@ def test_train_adapter_refuses_no_samples(tiny_model_dir, tmp_path):
 def test_bad_train_config_is_refused(field, value):
     with pytest.raises(ValueError, match=field):
         LoraTrainConfig(**{field: value})
+
+
+def test_token_loss_is_cross_entropy_on_answer_tokens_and_skips_known_ones():
+    import torch
+
+    from sleep_agent.sleep.consolidate import token_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7)
+    labels = torch.tensor(
+        [[IGNORE_INDEX, IGNORE_INDEX, 3, 4, 5], [IGNORE_INDEX, 1, 2, IGNORE_INDEX, IGNORE_INDEX]]
+    )
+    expected = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, 7), labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX
+    )
+    assert torch.allclose(token_loss(logits, labels), expected)
+
+    logits[0, 1, 3] = 50.0  # token 3 is already predicted with certainty: MemFT leaves it out
+    known = token_loss(logits, labels, known_threshold=0.9)
+    keep = labels[:, 1:].clone()
+    keep[0, 1] = IGNORE_INDEX
+    expected = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, 7), keep.reshape(-1), ignore_index=IGNORE_INDEX
+    )
+    assert torch.allclose(known, expected)
+
+
+def test_anchor_kl_counts_anchor_answers_only():
+    import torch
+
+    from sleep_agent.sleep.consolidate import anchor_kl
+
+    torch.manual_seed(0)
+    base = torch.randn(2, 4, 6)
+    labels = torch.tensor([[IGNORE_INDEX, 1, 2, 3], [IGNORE_INDEX, 1, 2, 3]])
+    assert anchor_kl(base, base, labels, torch.tensor([1, 1])).item() == pytest.approx(0.0, abs=1e-6)
+    moved = base.clone()
+    moved[1] += torch.randn(4, 6)  # only the second sample drifts
+    assert anchor_kl(moved, base, labels, torch.tensor([1, 0])).item() == pytest.approx(0.0, abs=1e-6)
+    assert anchor_kl(moved, base, labels, torch.tensor([0, 1])).item() > 0.01
+
+
+def test_with_every_token_known_nothing_is_learned_and_kl_trains_anchors(tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    samples = [ChatSample.qa("where does zorblax quenty live ?", "he lives in vellmora .")] * 2
+    samples.append(ChatSample.qa("hello", "hi there .", anchor=True))
+    frozen = LoraTrainConfig(rank=4, max_steps=3, batch_size=3, known_token_threshold=1e-12)
+    train_adapter(tiny_model_dir, samples, tmp_path / "known", frozen, progress=False)
+    weights = load_file(tmp_path / "known" / "adapter_model.safetensors")
+    assert all(not w.any() for k, w in weights.items() if "lora_B" in k)  # B starts at zero and stayed
+
+    with_kl = LoraTrainConfig(rank=4, max_steps=3, batch_size=3, kl_weight=1.0)
+    result = train_adapter(tiny_model_dir, samples, tmp_path / "kl", with_kl, progress=False)
+    weights = load_file(tmp_path / "kl" / "adapter_model.safetensors")
+    assert result.steps == 3 and any(w.any() for k, w in weights.items() if "lora_B" in k)
+
+
+def test_continual_training_starts_from_the_given_adapter(tiny_model_dir, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    samples = [ChatSample.qa("where does zorblax quenty live ?", "he lives in vellmora .")]
+    train_adapter(
+        tiny_model_dir,
+        samples,
+        tmp_path / "v1",
+        LoraTrainConfig(rank=4, max_steps=3, batch_size=1),
+        progress=False,
+    )
+    frozen = LoraTrainConfig(rank=8, max_steps=2, batch_size=1, known_token_threshold=1e-12)  # learns nothing
+    train_adapter(
+        tiny_model_dir, samples, tmp_path / "v2", frozen, progress=False, start_from=tmp_path / "v1"
+    )
+    v1, v2 = (load_file(tmp_path / v / "adapter_model.safetensors") for v in ("v1", "v2"))
+    assert v1.keys() == v2.keys() and all(
+        torch.equal(v1[k], v2[k]) for k in v1
+    )  # rank 4 kept, weights carried
+    assert any(w.any() for k, w in v2.items() if "lora_B" in k)

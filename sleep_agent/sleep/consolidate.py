@@ -39,6 +39,18 @@ class LoraTrainConfig(BaseModel):
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads while training (None: torch default)"
     )
+    known_token_threshold: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="leave out of the loss the answer tokens the model already predicts with at least "
+        "this probability (MemFT-style: train only what is not yet known); None trains every token",
+    )
+    kl_weight: float = Field(
+        0.0,
+        ge=0,
+        description="retention regulariser: weight of KL(base || adapter) on the anchor samples' answers",
+    )
 
 
 @dataclass(frozen=True)
@@ -47,10 +59,11 @@ class ChatSample:
 
     prompt: Sequence[dict[str, str]]
     answer: str
+    anchor: bool = False  # a general prompt answered by the base model (for the KL regulariser)
 
     @classmethod
-    def qa(cls, question: str, answer: str) -> ChatSample:
-        return cls(prompt=[{"role": "user", "content": question}], answer=answer)
+    def qa(cls, question: str, answer: str, *, anchor: bool = False) -> ChatSample:
+        return cls(prompt=[{"role": "user", "content": question}], answer=answer, anchor=anchor)
 
 
 @dataclass(frozen=True)
@@ -80,7 +93,12 @@ def encode_sample(tokenizer: Any, sample: ChatSample, max_length: int) -> dict[s
         )
     full_ids = list(full_ids)[:max_length]
     labels = [IGNORE_INDEX] * min(len(prompt_ids), len(full_ids)) + full_ids[len(prompt_ids) :]
-    return {"input_ids": full_ids, "attention_mask": [1] * len(full_ids), "labels": labels}
+    return {
+        "input_ids": full_ids,
+        "attention_mask": [1] * len(full_ids),
+        "labels": labels,
+        "anchor": int(sample.anchor),
+    }
 
 
 def pad_batch(features: list[dict[str, list[int]]], pad_id: int) -> dict[str, Any]:
@@ -96,6 +114,7 @@ def pad_batch(features: list[dict[str, list[int]]], pad_id: int) -> dict[str, An
         "input_ids": pad("input_ids", pad_id),
         "attention_mask": pad("attention_mask", 0),
         "labels": pad("labels", IGNORE_INDEX),
+        "anchor": torch.tensor([f.get("anchor", 0) for f in features]),
     }
 
 
@@ -106,10 +125,15 @@ def train_adapter(
     config: LoraTrainConfig | None = None,
     *,
     progress: bool = True,
+    start_from: str | Path | None = None,
 ) -> TrainResult:
-    """Train a fresh LoRA adapter on ``samples`` and save it to ``output_dir`` (a peft directory)."""
+    """Train a LoRA adapter on ``samples`` and save it to ``output_dir`` (a peft directory).
+
+    A fresh adapter by default; ``start_from`` continues training an existing one (its rank and
+    target modules win over ``config``'s).
+    """
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, Trainer, TrainingArguments
     from transformers.utils import logging as hf_logging
 
@@ -124,17 +148,10 @@ def train_adapter(
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
         torch.manual_seed(config.seed)
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                r=config.rank,
-                lora_alpha=config.alpha,
-                lora_dropout=config.dropout,
-                target_modules=config.target_modules,
-                task_type="CAUSAL_LM",
-                bias="none",
-            ),
-        )
+        if start_from is not None:
+            model = PeftModel.from_pretrained(model, start_from, is_trainable=True)
+        else:
+            model = _fresh_lora(get_peft_model, LoraConfig, model, config)
         encoded = [encode_sample(tokenizer, s, config.max_length) for s in samples]
         steps_per_epoch = -(-len(encoded) // config.batch_size)
         max_steps = config.max_steps
@@ -163,7 +180,7 @@ def train_adapter(
         )
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
-        trainer = Trainer(
+        trainer = _retention_trainer(Trainer, config)(
             model=model,
             args=args,
             train_dataset=encoded,
@@ -191,6 +208,68 @@ def train_adapter(
     finally:
         torch.set_num_threads(previous_threads)
         scratch.cleanup()
+
+
+def _fresh_lora(get_peft_model: Any, lora_config: Any, model: Any, config: LoraTrainConfig) -> Any:
+    return get_peft_model(
+        model,
+        lora_config(
+            r=config.rank,
+            lora_alpha=config.alpha,
+            lora_dropout=config.dropout,
+            target_modules=config.target_modules,
+            task_type="CAUSAL_LM",
+            bias="none",
+        ),
+    )
+
+
+def _retention_trainer(trainer_cls: Any, config: LoraTrainConfig) -> Any:
+    """The Trainer with the loss this project needs: prompt-masked cross-entropy, optionally only on
+    tokens not yet known, plus an optional KL term to the base model on anchor answers.
+
+    Written as a ``compute_loss`` override because neither term is a Trainer or TRL option.
+    """
+
+    class RetentionTrainer(trainer_cls):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001, ANN202
+            anchor = inputs.pop("anchor")
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            loss = token_loss(outputs.logits, labels, config.known_token_threshold)
+            if config.kl_weight > 0 and bool(anchor.any()):
+                with torch_no_grad(), model.disable_adapter():
+                    base_logits = model(**inputs).logits
+                loss = loss + config.kl_weight * anchor_kl(outputs.logits, base_logits, labels, anchor)
+            return (loss, outputs) if return_outputs else loss
+
+    return RetentionTrainer
+
+
+def torch_no_grad() -> Any:
+    import torch
+
+    return torch.no_grad()
+
+
+def token_loss(logits: Any, labels: Any, known_threshold: float | None = None) -> Any:
+    """Mean cross-entropy over answer tokens; with a threshold, over the tokens not yet known."""
+    target = labels[:, 1:]
+    logp = logits[:, :-1].float().log_softmax(-1)
+    token_logp = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    mask = target != IGNORE_INDEX
+    if known_threshold is not None:
+        mask = mask & (token_logp.detach().exp() < known_threshold)
+    return -(token_logp * mask).sum() / mask.sum().clamp(min=1)
+
+
+def anchor_kl(logits: Any, base_logits: Any, labels: Any, anchor: Any) -> Any:
+    """KL(base || adapter) per answer token of the anchor samples, averaged."""
+    logp = logits[:, :-1].float().log_softmax(-1)
+    base = base_logits[:, :-1].float().log_softmax(-1)
+    mask = (labels[:, 1:] != IGNORE_INDEX) & anchor.bool()[:, None]
+    kl = (base.exp() * (base - logp)).sum(-1)
+    return (kl * mask).sum() / mask.sum().clamp(min=1)
 
 
 # General prompts the base model answers before training; its own answers are trained alongside
@@ -236,4 +315,4 @@ def anchor_samples(
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(lambda p: answer(p, max_tokens), prompts))
-    return [ChatSample.qa(p, a) for p, a in zip(prompts, answers, strict=True)]
+    return [ChatSample.qa(p, a, anchor=True) for p, a in zip(prompts, answers, strict=True)]

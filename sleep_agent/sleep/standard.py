@@ -9,12 +9,13 @@ an accepted candidate is published and made active. The memory marks the buffer 
 from __future__ import annotations
 
 import logging
+import random
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,6 +47,12 @@ class CycleConfig(BaseModel):
     )
     gate: GateConfig = Field(default_factory=GateConfig, description="acceptance bounds")
     anchors: bool = Field(True, description="mix the base model's answers to general prompts into training")
+    start: Literal["rebuild", "continual"] = Field(
+        "rebuild",
+        description="'rebuild': a fresh adapter from every consolidated memory (slower as memories grow, "
+        "nothing drifts); 'continual': continue the current adapter on the new memories plus a replay sample",
+    )
+    replay: int = Field(50, ge=0, description="earlier facts replayed per sleep in 'continual' mode")
     answer_tokens: int = Field(32, ge=4, description="tokens generated per gate question")
 
 
@@ -81,13 +88,23 @@ class StandardCycle:
         current = backend.active_adapter
         with _timed(timings, "anchors"):
             anchors = self._anchors(backend) if self.config.anchors else []
-        samples = [s for f in [*new_facts, *old_facts] for s in f.samples()] + anchors
+        parent = registry.current()
+        continual = self.config.start == "continual" and parent is not None
+        replayed = old_facts
+        if continual and len(old_facts) > self.config.replay:
+            replayed = random.Random(self.config.training.seed).sample(list(old_facts), self.config.replay)
+        samples = [s for f in [*new_facts, *replayed] for s in f.samples()] + anchors
         version = registry.next_version()
         name = adapter_name(memory.config.namespace, version)
         with tempfile.TemporaryDirectory(prefix="sleep-candidate-") as scratch:
             with _timed(timings, "consolidate"):
                 trained = train_adapter(
-                    memory.model_path, samples, Path(scratch), self.config.training, progress=False
+                    memory.model_path,
+                    samples,
+                    Path(scratch),
+                    self.config.training,
+                    progress=False,
+                    start_from=registry.path(parent) if continual else None,
                 )
             staged = registry.stage(scratch, version)  # the path vLLM loads from must not move
         report.metrics["train_samples"] = len(samples)
