@@ -52,9 +52,15 @@ def measure(backend, adapter: str, facts, probes) -> dict:  # noqa: ANN001
     out["recall_trained"], _ = recall([f.trained_question for f in facts])
     out["recall_unseen"], unseen_answers = recall([f.unseen_question for f in facts])
     for name, items in probes.items():
-        out[name] = probe_score(items, ask_all(backend, adapter, [q for q, _ in items]))
+        answers = ask_all(backend, adapter, [q for q, _ in items])
+        out[name] = probe_score(items, answers)
+        out[f"{name}_answers"] = answers
     out["examples"] = [[f.unseen_question, a] for f, a in zip(facts[:5], unseen_answers, strict=False)]
     return out
+
+
+def _brief(run: dict) -> dict:
+    return {k: v for k, v in run.items() if k != "examples" and not k.endswith("_answers")}
 
 
 def perplexity(model_path: Path, adapter_dir: Path | None, texts: list[str]) -> float:
@@ -148,6 +154,9 @@ def main() -> None:
     )
     parser.add_argument("--facts", type=int, default=50)
     parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--cycle", default="{}", help='CycleConfig fields as JSON, e.g. \'{"training": {"kl_weight": 1.0}}\''
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/sleep_acceptance.json")
     parser.add_argument("--plot", type=Path, default=REPO / "docs/img/sleep_acceptance.png")
     args = parser.parse_args()
@@ -173,13 +182,26 @@ def main() -> None:
     config = SleepConfig(
         namespace="bench", home=home, policy=SleepPolicy(pending_episodes=None, pending_tokens=None)
     )
-    with SleepMemory(config, token_counter=count_tokens_approximately) as memory:
+    from sleep_agent.sleep.standard import CycleConfig, StandardCycle
+
+    overrides = json.loads(args.cycle)
+    cycle_config = CycleConfig.model_validate(
+        {
+            **CycleConfig().model_dump(),
+            **overrides,
+            "training": {**CycleConfig().training.model_dump(), **overrides.get("training", {})},
+        }
+    )
+    result["cycle"] = cycle_config.model_dump()
+    with SleepMemory(
+        config, cycle=StandardCycle(cycle_config), token_counter=count_tokens_approximately
+    ) as memory:
         started = time.perf_counter()
         backend = memory.backend
         result["server_start_s"] = round(time.perf_counter() - started, 1)
         tell(memory, facts)
         result["before"] = measure(backend, backend.base_name, facts, probes)
-        print("before:", {k: v for k, v in result["before"].items() if k != "examples"}, flush=True)
+        print("before:", _brief(result["before"]), flush=True)
 
         started = time.perf_counter()
         report = memory.sleep()
@@ -196,7 +218,7 @@ def main() -> None:
         print("gate:", report.metrics.get("gate_reason"), flush=True)
         active = backend.active_adapter or backend.base_name
         result["after"] = measure(backend, active, facts, probes)
-        print("after:", {k: v for k, v in result["after"].items() if k != "examples"}, flush=True)
+        print("after:", _brief(result["after"]), flush=True)
 
         adapter_dir = None
         if report.adapter_version is not None:
@@ -215,7 +237,7 @@ def main() -> None:
             result["baseline"] = measure(backend, "baseline@v1", facts, probes)
             result["baseline"]["train_s"] = round(trained.seconds, 1)
             result["baseline"]["tokens_per_s"] = round(trained.tokens_per_s, 1)
-            print("baseline:", {k: v for k, v in result["baseline"].items() if k != "examples"}, flush=True)
+            print("baseline:", _brief(result["baseline"]), flush=True)
         model_path = memory.model_path
 
     # perplexity after the server is gone, so it does not compete for the cores

@@ -2,8 +2,9 @@
 
     python examples/memory_graph.py          # local backend on the default model, about a minute on CPU
 
-The sleep cycle here is a small stand-in that accepts every episode; the real cycle (critic,
-LoRA consolidation, gate, hot reload) plugs into the same place.
+To stay under a minute, the sleep cycle here is a stand-in that marks every episode consolidated
+without training anything; leave out ``cycle=`` to get the standard cycle (critic, LoRA
+consolidation, gate, hot reload; a few minutes on CPU), as ``examples/sleep_demo.py`` does.
 """
 
 from __future__ import annotations

@@ -165,3 +165,11 @@ def test_continual_training_starts_from_the_given_adapter(tiny_model_dir, tmp_pa
         torch.equal(v1[k], v2[k]) for k in v1
     )  # rank 4 kept, weights carried
     assert any(w.any() for k, w in v2.items() if "lora_B" in k)
+
+
+def test_plain_text_samples_train_every_token_without_the_chat_template(tokenizer):
+    encoded = encode_sample(tokenizer, ChatSample.text("rivers shape the land ."), max_length=64)
+    assert encoded["labels"] == encoded["input_ids"] == list(tokenizer("rivers shape the land .").input_ids)
+    assert encoded["anchor"] == 1
+    chat = encode_sample(tokenizer, ChatSample.qa("hi", "rivers shape the land ."), max_length=64)
+    assert len(chat["input_ids"]) > len(encoded["input_ids"])  # the template adds turns around it

@@ -65,3 +65,22 @@ def test_no_evaluation_question_is_trained_or_used_by_the_gate():
     used = {q.lower() for q in ANCHOR_PROMPTS} | {q.lower() for q, _ in GATE_PROBE}
     assert not evaluated & used
     assert len(evaluated) == 60
+
+
+def test_perplexity_may_rise_by_the_configured_fraction_only():
+    config = GateConfig(max_perplexity_rise=0.05)
+    assert decide(Scores(0.0, None, 11, 20.0), Scores(1.0, None, 11, 20.9), config).accepted
+    result = decide(Scores(0.0, None, 11, 20.0), Scores(1.0, None, 11, 23.0), config)
+    assert not result.accepted and "perplexity on reference text rose +15%" in result.reason
+    assert decide(
+        Scores(0.0, None, 11, 20.0), Scores(1.0, None, 11, 23.0), GateConfig(max_perplexity_rise=None)
+    ).accepted
+
+
+def test_perplexity_is_token_weighted_over_the_texts():
+    import math
+
+    from sleep_agent.sleep.gate import perplexity_of
+
+    scores = {"a": (-2.0, 1), "b": (-6.0, 3)}
+    assert perplexity_of(lambda t: scores[t], ["a", "b"]) == pytest.approx(math.exp(8 / 4))

@@ -65,6 +65,11 @@ class ChatSample:
     def qa(cls, question: str, answer: str, *, anchor: bool = False) -> ChatSample:
         return cls(prompt=[{"role": "user", "content": question}], answer=answer, anchor=anchor)
 
+    @classmethod
+    def text(cls, text: str, *, anchor: bool = True) -> ChatSample:
+        """Plain text, no chat template, every token trained: keeps the model's prose as it was."""
+        return cls(prompt=(), answer=text, anchor=anchor)
+
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -81,6 +86,14 @@ class TrainResult:
 
 def encode_sample(tokenizer: Any, sample: ChatSample, max_length: int) -> dict[str, list[int]]:
     """Token ids of prompt+answer with labels masked on the prompt part."""
+    if not sample.prompt:
+        ids = list(tokenizer(sample.answer).input_ids)[:max_length]
+        return {
+            "input_ids": ids,
+            "attention_mask": [1] * len(ids),
+            "labels": ids,
+            "anchor": int(sample.anchor),
+        }
     prompt_ids = tokenizer.apply_chat_template(
         list(sample.prompt), add_generation_prompt=True, tokenize=True, return_dict=False
     )
@@ -316,3 +329,38 @@ def anchor_samples(
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(lambda p: answer(p, max_tokens), prompts))
     return [ChatSample.qa(p, a, anchor=True) for p, a in zip(prompts, answers, strict=True)]
+
+
+# Topics the base model writes a paragraph about before training; its paragraphs are trained as
+# plain text (with the KL term, its distribution on them) so that its prose outside the chat
+# template drifts less. Disjoint from the gate's reference text.
+TEXT_TOPICS = [
+    "mountains",
+    "the post office",
+    "tea",
+    "bicycles",
+    "volcanoes",
+    "learning to play the piano",
+    "honeybees",
+    "bridges",
+    "markets",
+    "clocks",
+    "paper",
+    "glass",
+    "elephants",
+    "lighthouses",
+    "gardens",
+    "the weather",
+]
+
+
+def text_anchor_samples(
+    answer: Any, topics: Sequence[str] = TEXT_TOPICS, max_tokens: int = 96
+) -> list[ChatSample]:
+    """The model's own paragraphs on general topics, as plain-text samples."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    prompts = [f"Write a short paragraph about {topic}." for topic in topics]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        texts = list(pool.map(lambda p: answer(p, max_tokens), prompts))
+    return [ChatSample.text(t) for t in texts if t.strip()]

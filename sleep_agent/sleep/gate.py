@@ -1,18 +1,21 @@
 """Gate: a candidate adapter is published only if recall rises and general ability holds.
 
 Recall is measured on phrasings never used in training; general ability on a small keyword probe
-answered by the served model. Both are asked of the current version and of the candidate, loaded
+answered by the served model and on perplexity over reference text (``reference.py``). Both are asked of the current version and of the candidate, loaded
 side by side in the same server, so the comparison shares everything but the weights.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from sleep_agent.sleep.extract import Fact
+from sleep_agent.sleep.reference import REFERENCE_TEXT
 
 # General questions with the words a right answer contains. Kept apart from any evaluation set:
 # the gate must not be tuned on what the benchmarks report.
@@ -40,6 +43,7 @@ GATE_PROBE: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 Ask = Callable[[str], str]
+TextLogprob = Callable[[str], tuple[float, int]]
 
 
 class GateConfig(BaseModel):
@@ -52,6 +56,11 @@ class GateConfig(BaseModel):
     max_retention_drop: float = Field(
         0.1, ge=0, le=1, description="fraction of earlier memories' recall the candidate may lose"
     )
+    max_perplexity_rise: float | None = Field(
+        0.05,
+        ge=0,
+        description="relative rise of perplexity on reference text the candidate may cause (None: not measured)",
+    )
     probe_tokens: int = Field(32, ge=4, description="tokens generated per probe answer")
 
 
@@ -60,6 +69,7 @@ class Scores:
     recall: float  # new memories, held-out phrasings
     retention: float | None  # earlier memories, held-out phrasings (None when there are none)
     probe: int  # general questions answered right
+    perplexity: float | None = None  # on the reference text (None when not measured)
 
 
 @dataclass(frozen=True)
@@ -96,14 +106,22 @@ def probe_of(ask: Ask) -> int:
 
 def _ask_all(ask: Ask, questions: Sequence[str]) -> list[str]:
     # concurrent, so that vLLM answers them in one batch
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=8) as pool:
         return list(pool.map(ask, questions))
 
 
-def score(ask: Ask, new: Sequence[Fact], earlier: Sequence[Fact]) -> Scores:
-    return Scores(recall_of(ask, new) or 0.0, recall_of(ask, earlier), probe_of(ask))
+def perplexity_of(logprob: TextLogprob, texts: Sequence[str] = REFERENCE_TEXT) -> float:
+    """Token-weighted perplexity of ``texts``; ``logprob(text)`` gives (sum of logprobs, tokens)."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        scored = list(pool.map(logprob, texts))
+    return math.exp(-sum(total for total, _ in scored) / max(1, sum(n for _, n in scored)))
+
+
+def score(
+    ask: Ask, new: Sequence[Fact], earlier: Sequence[Fact], logprob: TextLogprob | None = None
+) -> Scores:
+    ppl = perplexity_of(logprob) if logprob is not None else None
+    return Scores(recall_of(ask, new) or 0.0, recall_of(ask, earlier), probe_of(ask), ppl)
 
 
 def decide(before: Scores, after: Scores, config: GateConfig) -> GateResult:
@@ -119,6 +137,16 @@ def decide(before: Scores, after: Scores, config: GateConfig) -> GateResult:
             before,
             after,
         )
+    if config.max_perplexity_rise is not None and before.perplexity and after.perplexity:
+        rise = after.perplexity / before.perplexity - 1
+        if rise > config.max_perplexity_rise:
+            return GateResult(
+                False,
+                f"perplexity on reference text rose {rise:+.0%} ({before.perplexity:.1f} -> "
+                f"{after.perplexity:.1f}; allowed {config.max_perplexity_rise:+.0%})",
+                before,
+                after,
+            )
     if before.retention is not None and after.retention is not None:
         if before.retention - after.retention > config.max_retention_drop:
             return GateResult(

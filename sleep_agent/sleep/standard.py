@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sleep_agent.adapters import AdapterRegistry, Manifest
 from sleep_agent.episodes import Episode
 from sleep_agent.serving.base import adapter_name
-from sleep_agent.sleep.consolidate import LoraTrainConfig, anchor_samples, train_adapter
+from sleep_agent.sleep.consolidate import LoraTrainConfig, anchor_samples, text_anchor_samples, train_adapter
 from sleep_agent.sleep.critic import critique
 from sleep_agent.sleep.cycle import SleepReport
 from sleep_agent.sleep.extract import Fact, extract_facts
@@ -47,6 +47,9 @@ class CycleConfig(BaseModel):
     )
     gate: GateConfig = Field(default_factory=GateConfig, description="acceptance bounds")
     anchors: bool = Field(True, description="mix the base model's answers to general prompts into training")
+    text_anchors: bool = Field(
+        False, description="also train the base model's own paragraphs on general topics as plain text"
+    )
     start: Literal["rebuild", "continual"] = Field(
         "rebuild",
         description="'rebuild': a fresh adapter from every consolidated memory (slower as memories grow, "
@@ -155,15 +158,23 @@ class StandardCycle:
         # The base model's answers do not change between sleeps: ask once per process.
         key = (id(backend), backend.base_name)
         if key not in self._anchor_cache:
-            self._anchor_cache[key] = anchor_samples(
-                lambda p, n: backend.chat(p, adapter=backend.base_name, max_tokens=n)
-            )
+
+            def base(prompt: str, max_tokens: int) -> str:
+                return backend.chat(prompt, adapter=backend.base_name, max_tokens=max_tokens)
+
+            self._anchor_cache[key] = anchor_samples(base)
+            if self.config.text_anchors:
+                self._anchor_cache[key] += text_anchor_samples(base)
         return self._anchor_cache[key]
 
     def _score(self, backend, adapter: str | None, new: Sequence[Fact], old: Sequence[Fact]):  # noqa: ANN001
         target = adapter or backend.base_name
+        measure_ppl = self.config.gate.max_perplexity_rise is not None
         return score(
-            lambda q: backend.chat(q, adapter=target, max_tokens=self.config.answer_tokens), new, old
+            lambda q: backend.chat(q, adapter=target, max_tokens=self.config.answer_tokens),
+            new,
+            old,
+            (lambda text: backend.text_logprob(text, adapter=target)) if measure_ppl else None,
         )
 
 
