@@ -124,7 +124,8 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = [("base model", result["before"]), ("after sleep", result["after"])]
+    runs = [("base model", result["before"]), ("after sleep (default cycle)", result["after"])]
+    runs += [(label, run) for label, run in result.get("variants", {}).items()]
     if result.get("baseline"):
         runs.append(("hand-made baseline", result["baseline"]))
     metrics = [
@@ -133,7 +134,7 @@ def plot(result: dict, path: Path) -> None:
         ("general_probe", "general probe (of 20)", 20),
         ("probe_large", "larger probe (of 40)", 40),
     ]
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = plt.subplots(figsize=(10, 4.5))
     width = 0.8 / len(runs)
     for i, (label, run) in enumerate(runs):
         values = [run[key] / scale for key, _, scale in metrics]

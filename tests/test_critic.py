@@ -75,3 +75,20 @@ def test_what_the_model_already_knows_is_skipped_when_asked_to_check():
 
 def test_statements_split_sentences_and_drop_questions():
     assert statements_of("I live in Oslo. Do you? My cat is Pixel") == ["I live in Oslo.", "My cat is Pixel."]
+
+
+def test_the_novelty_check_asks_the_served_model_the_facts_question():
+    from sleep_agent.sleep.standard import already_knows
+
+    class Answers:  # stands in for the served model: only the question routing is under test here
+        def __init__(self) -> None:
+            self.asked: list[str] = []
+
+        def chat(self, question: str, max_tokens: int = 32) -> str:
+            self.asked.append(question)
+            return "The capital of France is Paris." if "Marc" in question else "I do not know."
+
+    backend = Answers()
+    knows = already_knows(backend)
+    assert knows("Marc lives in Paris.") and not knows("Aria lives in Portland.")
+    assert backend.asked == ["Where does Marc live?", "Where does Aria live?"]

@@ -84,3 +84,20 @@ def test_perplexity_is_token_weighted_over_the_texts():
 
     scores = {"a": (-2.0, 1), "b": (-6.0, 3)}
     assert perplexity_of(lambda t: scores[t], ["a", "b"]) == pytest.approx(math.exp(8 / 4))
+
+
+def test_reference_perplexity_falls_for_an_adapter_trained_on_the_text(tiny_model_dir, tmp_path):
+    from sleep_agent.sleep.consolidate import ChatSample, LoraTrainConfig, train_adapter
+    from sleep_agent.sleep.gate import reference_perplexity
+
+    texts = ["rivers shape the land they cross .", "bread is made from flour and water ."]
+    base = reference_perplexity(tiny_model_dir, None, texts)
+    samples = [ChatSample.text(t) for t in texts]
+    train_adapter(
+        tiny_model_dir,
+        samples,
+        tmp_path / "a",
+        LoraTrainConfig(rank=4, learning_rate=5e-3, max_steps=10, batch_size=2),
+        progress=False,
+    )
+    assert 1.0 < reference_perplexity(tiny_model_dir, tmp_path / "a", texts) < base

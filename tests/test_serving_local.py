@@ -108,13 +108,3 @@ def test_adapter_name_is_versioned():
 def test_missing_model_directory_is_a_clear_error(tmp_path):
     with pytest.raises(ModelNotFoundError, match="cannot load the model"):
         LocalServer(tmp_path / "nothing").start()
-
-
-def test_text_logprob_scores_plain_text_with_the_chosen_adapter(server, fact_adapter):
-    total, count = server.text_logprob("where does zorblax quenty live ?", adapter=server.base_name)
-    assert count > 3 and total < 0
-    server.activate("t@v9", fact_adapter, retire_previous=False)
-    assert (
-        server.text_logprob(ANSWER, adapter="t@v9")[0]
-        > server.text_logprob(ANSWER, adapter=server.base_name)[0]
-    )

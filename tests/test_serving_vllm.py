@@ -168,24 +168,3 @@ def test_server_that_cannot_start_reports_its_log(tmp_path):
     with pytest.raises(ServerStartError, match="exited with code") as info:
         VLLMServer(missing, config=config, log_dir=tmp_path).start()
     assert "Log tail" in str(info.value) and "no-such-checkpoint" in str(info.value)
-
-
-def test_text_logprob_matches_transformers_and_follows_the_adapter(server, adapters, default_model_dir):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    text = "Rivers shape the land they cross, and many towns were built beside them."
-    total, count = server.text_logprob(text, adapter=server.base_name)
-    tokenizer = AutoTokenizer.from_pretrained(default_model_dir)
-    model = AutoModelForCausalLM.from_pretrained(default_model_dir, dtype=torch.float32)
-    ids = tokenizer(text, return_tensors="pt").input_ids
-    with torch.no_grad():
-        expected = -float(model(input_ids=ids, labels=ids).loss) * (ids.shape[1] - 1)
-    assert count == ids.shape[1] - 1 and total == pytest.approx(expected, rel=0.03)
-
-    server.activate("logprob@v1", adapters["v1"], retire_previous=False)
-    fact = "Zorblax Quenty lives in Vellmora."
-    with_adapter, _ = server.text_logprob(fact, adapter="logprob@v1")
-    assert with_adapter > server.text_logprob(fact, adapter=server.base_name)[0] + 1.0
-    server.activate(None)
-    server.unload_adapter("logprob@v1")

@@ -188,17 +188,6 @@ class ServingBackend(ABC):
         with self.router.request(adapter) as target:
             return self._chat(messages, target, params)
 
-    def text_logprob(self, text: str, *, adapter: str | None = None) -> tuple[float, int]:
-        """Sum of the log-probabilities of ``text``'s tokens (after the first) and their count.
-
-        For perplexity on reference text: ``exp(-sum / count)``. Plain text, no chat template.
-        """
-        with self.router.request(adapter) as target:
-            return self._text_logprob(text, target)
-
-    def _text_logprob(self, text: str, model: str) -> tuple[float, int]:
-        raise NotImplementedError(f"{type(self).__name__} cannot score text")
-
     def _resolve_adapter_path(self, path: str | Path) -> Path:
         return check_adapter_dir(path).resolve()
 

@@ -157,25 +157,5 @@ class LocalServer(ServingBackend):
             text = text.split(s)[0]
         return text.strip()
 
-    def _text_logprob(self, text: str, model: str) -> tuple[float, int]:
-        import torch
-
-        net = self._require_started()
-        ids = self.tokenizer(text, return_tensors="pt").input_ids.to(net.device)
-        with self._lock, torch.inference_mode():
-            if model == self.base_name:
-                if self._loaded:
-                    net.disable_adapters()
-            else:
-                net.enable_adapters()
-                net.set_adapter(model)
-            try:
-                logits = net(input_ids=ids).logits
-            finally:
-                if model == self.base_name and self._loaded:
-                    net.enable_adapters()
-        logp = logits[0, :-1].float().log_softmax(-1).gather(-1, ids[0, 1:, None])
-        return float(logp.sum()), int(ids.shape[1] - 1)
-
     def chat_model(self, **kwargs: Any) -> LocalChatModel:
         return LocalChatModel(backend=self, **kwargs)

@@ -281,17 +281,14 @@ class VLLMServer(ServingBackend):
         self._post("/v1/unload_lora_adapter", {"lora_name": name}, f"unload adapter {name!r}")
 
     # -- answering ---------------------------------------------------------------------------
-    def _client(self) -> Any:
+    def _chat(self, messages: Sequence[Message], model: str, params: GenerationParams) -> str:
         if self._openai is None:
             from openai import OpenAI
 
             self._openai = OpenAI(
                 base_url=f"{self.base_url}/v1", api_key="EMPTY", timeout=self.config.request_timeout_s
             )
-        return self._openai
-
-    def _chat(self, messages: Sequence[Message], model: str, params: GenerationParams) -> str:
-        response = self._client().chat.completions.create(
+        response = self._openai.chat.completions.create(
             model=model,
             messages=list(messages),
             max_tokens=params.max_tokens,
@@ -300,28 +297,9 @@ class VLLMServer(ServingBackend):
         )
         return response.choices[0].message.content or ""
 
-    def _text_logprob(self, text: str, model: str) -> tuple[float, int]:
-        # prompt_logprobs=0 returns the logprob of each prompt token itself (the first has none)
-        response = self._client().completions.create(
-            model=model, prompt=text, max_tokens=1, temperature=0.0, extra_body={"prompt_logprobs": 0}
-        )
-        per_token = getattr(response.choices[0], "prompt_logprobs", None)
-        if per_token is None:
-            per_token = (response.model_extra or {}).get("prompt_logprobs") or []
-        values = [_own_logprob(entry) for entry in per_token if entry]
-        return float(sum(values)), len(values)
-
     def chat_model(self, **kwargs: Any) -> RoutedChatOpenAI:
         if self.base_url is None:
             raise ServerStartError("the server is not started; call start() before chat_model()")
         kwargs.setdefault("temperature", 0.0)
         kwargs.setdefault("timeout", self.config.request_timeout_s)
         return RoutedChatOpenAI(router=self.router, base_url=f"{self.base_url}/v1", api_key="EMPTY", **kwargs)
-
-
-def _own_logprob(entry: dict[str, Any]) -> float:
-    # {token_id: {"logprob": ..., "rank": ...}}; with prompt_logprobs=0 the token itself is the only entry
-    if len(entry) != 1:
-        raise AdapterLoadError(f"the server returned {len(entry)} logprobs per prompt token, expected 1")
-    (only,) = entry.values()
-    return float(only["logprob"])

@@ -251,9 +251,11 @@ def _retention_trainer(trainer_cls: Any, config: LoraTrainConfig) -> Any:
             outputs = model(**inputs)
             loss = token_loss(outputs.logits, labels, config.known_token_threshold)
             if config.kl_weight > 0 and bool(anchor.any()):
+                rows = anchor.bool()  # the base model is asked about the anchor rows only
                 with torch_no_grad(), model.disable_adapter():
-                    base_logits = model(**inputs).logits
-                loss = loss + config.kl_weight * anchor_kl(outputs.logits, base_logits, labels, anchor)
+                    base_logits = model(**{k: v[rows] for k, v in inputs.items()}).logits
+                kl = anchor_kl(outputs.logits[rows], base_logits, labels[rows], anchor[rows])
+                loss = loss + config.kl_weight * kl
             return (loss, outputs) if return_outputs else loss
 
     return RetentionTrainer

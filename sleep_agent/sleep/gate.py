@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -57,7 +58,7 @@ class GateConfig(BaseModel):
         0.1, ge=0, le=1, description="fraction of earlier memories' recall the candidate may lose"
     )
     max_perplexity_rise: float | None = Field(
-        0.05,
+        0.10,
         ge=0,
         description="relative rise of perplexity on reference text the candidate may cause (None: not measured)",
     )
@@ -110,17 +111,45 @@ def _ask_all(ask: Ask, questions: Sequence[str]) -> list[str]:
         return list(pool.map(ask, questions))
 
 
-def perplexity_of(logprob: TextLogprob, texts: Sequence[str] = REFERENCE_TEXT) -> float:
+def perplexity_of(logprob: TextLogprob, texts: Sequence[str] = REFERENCE_TEXT, workers: int = 8) -> float:
     """Token-weighted perplexity of ``texts``; ``logprob(text)`` gives (sum of logprobs, tokens)."""
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         scored = list(pool.map(logprob, texts))
     return math.exp(-sum(total for total, _ in scored) / max(1, sum(n for _, n in scored)))
 
 
+def reference_perplexity(
+    model_path: str | Path, adapter_dir: str | Path | None, texts: Sequence[str] = REFERENCE_TEXT
+) -> float:
+    """Perplexity of ``texts`` under the model with ``adapter_dir`` (None: the base model).
+
+    Computed in-process with transformers and peft, not through vLLM: vLLM's prompt-logprobs path
+    crashes its engine on CPU when requests with a LoRA adapter are batched.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter_dir)
+    model.eval()
+
+    def logprob(text: str) -> tuple[float, int]:
+        ids = tokenizer(text, return_tensors="pt").input_ids
+        with torch.inference_mode():
+            loss = model(input_ids=ids, labels=ids).loss
+        return -float(loss) * (ids.shape[1] - 1), int(ids.shape[1] - 1)
+
+    return perplexity_of(logprob, texts, workers=1)
+
+
 def score(
-    ask: Ask, new: Sequence[Fact], earlier: Sequence[Fact], logprob: TextLogprob | None = None
+    ask: Ask, new: Sequence[Fact], earlier: Sequence[Fact], perplexity: Callable[[], float] | None = None
 ) -> Scores:
-    ppl = perplexity_of(logprob) if logprob is not None else None
+    ppl = perplexity() if perplexity is not None else None
     return Scores(recall_of(ask, new) or 0.0, recall_of(ask, earlier), probe_of(ask), ppl)
 
 

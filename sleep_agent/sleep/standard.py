@@ -12,7 +12,7 @@ import logging
 import random
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -23,10 +23,10 @@ from sleep_agent.adapters import AdapterRegistry, Manifest
 from sleep_agent.episodes import Episode
 from sleep_agent.serving.base import adapter_name
 from sleep_agent.sleep.consolidate import LoraTrainConfig, anchor_samples, text_anchor_samples, train_adapter
-from sleep_agent.sleep.critic import critique
+from sleep_agent.sleep.critic import Statement, critique
 from sleep_agent.sleep.cycle import SleepReport
 from sleep_agent.sleep.extract import Fact, extract_facts
-from sleep_agent.sleep.gate import GateConfig, decide, score
+from sleep_agent.sleep.gate import GateConfig, decide, reference_perplexity, score
 
 if TYPE_CHECKING:
     from sleep_agent.nodes import SleepMemory
@@ -41,12 +41,17 @@ class CycleConfig(BaseModel):
 
     training: LoraTrainConfig = Field(
         default_factory=lambda: LoraTrainConfig(
-            rank=16, alpha=32, learning_rate=1e-3, epochs=4, min_steps=30, batch_size=8
+            rank=16, alpha=32, learning_rate=5e-4, epochs=4, min_steps=40, batch_size=8, kl_weight=1.0
         ),
         description="LoRA and optimiser settings",
     )
     gate: GateConfig = Field(default_factory=GateConfig, description="acceptance bounds")
     anchors: bool = Field(True, description="mix the base model's answers to general prompts into training")
+    novelty_check: bool = Field(
+        False,
+        description="ask the served model each new fact first and skip those it already answers right "
+        "(one generation per fact)",
+    )
     text_anchors: bool = Field(
         False, description="also train the base model's own paragraphs on general topics as plain text"
     )
@@ -76,7 +81,12 @@ class StandardCycle:
             earlier = [
                 st for v in critique(memory.buffer.episodes("consolidated")) if v.keep for st in v.statements
             ]
-            verdicts = critique(episodes, known=[s.text for s in earlier])
+            knows = (
+                already_knows(memory.backend, self.config.answer_tokens)
+                if self.config.novelty_check
+                else None
+            )
+            verdicts = critique(episodes, known=[s.text for s in earlier], already_knows=knows)
         report.rejected = {v.episode_id: v.reason for v in verdicts if not v.keep}
         kept = [s for v in verdicts if v.keep for s in v.statements]
         report.metrics["kept_episodes"] = sum(v.keep for v in verdicts)
@@ -92,6 +102,7 @@ class StandardCycle:
         with _timed(timings, "anchors"):
             anchors = self._anchors(backend) if self.config.anchors else []
         parent = registry.current()
+        current_dir = backend.loaded_adapters.get(current) if current is not None else None
         continual = self.config.start == "continual" and parent is not None
         replayed = old_facts
         if continual and len(old_facts) > self.config.replay:
@@ -119,8 +130,8 @@ class StandardCycle:
                 backend.load_adapter(name, staged)
             with _timed(timings, "gate"):
                 result = decide(
-                    self._score(backend, current, new_facts, old_facts),
-                    self._score(backend, name, new_facts, old_facts),
+                    self._score(memory, current, current_dir, new_facts, old_facts),
+                    self._score(memory, name, staged, new_facts, old_facts),
                     self.config.gate,
                 )
             report.metrics.update(result.metrics())
@@ -167,15 +178,26 @@ class StandardCycle:
                 self._anchor_cache[key] += text_anchor_samples(base)
         return self._anchor_cache[key]
 
-    def _score(self, backend, adapter: str | None, new: Sequence[Fact], old: Sequence[Fact]):  # noqa: ANN001
+    def _score(self, memory, adapter: str | None, adapter_dir, new: Sequence[Fact], old: Sequence[Fact]):  # noqa: ANN001
+        backend = memory.backend
         target = adapter or backend.base_name
-        measure_ppl = self.config.gate.max_perplexity_rise is not None
+        ppl = None
+        if self.config.gate.max_perplexity_rise is not None:
+            ppl = lambda: reference_perplexity(memory.model_path, adapter_dir)  # noqa: E731
         return score(
-            lambda q: backend.chat(q, adapter=target, max_tokens=self.config.answer_tokens),
-            new,
-            old,
-            (lambda text: backend.text_logprob(text, adapter=target)) if measure_ppl else None,
+            lambda q: backend.chat(q, adapter=target, max_tokens=self.config.answer_tokens), new, old, ppl
         )
+
+
+def already_knows(backend, max_tokens: int = 32) -> Callable[[str], bool]:  # noqa: ANN001
+    """For the critic: does the served model already answer this statement's first question right?"""
+
+    def knows(statement: str) -> bool:
+        (fact,) = extract_facts([Statement(statement, "user", "")])
+        answer = backend.chat(fact.questions[0], max_tokens=max_tokens)
+        return fact.keyword.lower() in answer.lower()
+
+    return knows
 
 
 def _withdraw(backend, registry: AdapterRegistry, name: str, version: int, *, wait: bool = True) -> None:  # noqa: ANN001
