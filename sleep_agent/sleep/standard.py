@@ -53,7 +53,9 @@ class CycleConfig(BaseModel):
         "(one generation per fact)",
     )
     text_anchors: bool = Field(
-        False, description="also train the base model's own paragraphs on general topics as plain text"
+        True,
+        description="also train the base model's own paragraphs on general topics as plain text, with "
+        "the KL term: keeps its prose outside the chat template (perplexity) where it was",
     )
     start: Literal["rebuild", "continual"] = Field(
         "rebuild",
