@@ -13,7 +13,7 @@ from sleep_agent import ServingConfig, SleepConfig, SleepMemory, SleepPolicy
 from sleep_agent.adapters import AdapterRegistry
 from sleep_agent.serving.vllm import VLLMServer
 from sleep_agent.sleep import standard
-from sleep_agent.sleep.consolidate import LoraTrainConfig
+from sleep_agent.sleep.consolidate import ANCHOR_PROMPTS, LoraTrainConfig
 from sleep_agent.sleep.gate import GateResult, Scores
 from sleep_agent.sleep.standard import CycleConfig, StandardCycle
 
@@ -72,6 +72,7 @@ def test_a_sleep_moves_told_facts_into_the_weights_and_the_served_name_to_the_ne
     after = right(memory, HELD_OUT)  # phrasings never trained, empty context, no retrieval
     assert after > before and after >= 2, (before, after, report.metrics)
     assert report.metrics["after"]["probe"] >= report.metrics["before"]["probe"] - 1
+    assert report.metrics["anchor_samples"] > len(ANCHOR_PROMPTS)  # chat and plain-text anchors
     manifest = AdapterRegistry(memory.config.home, "alice").manifest(1)
     assert set(manifest.episodes) == set(report.consolidated) and manifest.metrics["gate_accepted"]
     assert "alice@v1" in memory.backend.loaded_adapters

@@ -41,7 +41,7 @@ class CycleConfig(BaseModel):
 
     training: LoraTrainConfig = Field(
         default_factory=lambda: LoraTrainConfig(
-            rank=16, alpha=32, learning_rate=5e-4, epochs=4, min_steps=40, batch_size=8, kl_weight=1.0
+            rank=16, alpha=32, learning_rate=5e-4, epochs=5, min_steps=40, batch_size=8, kl_weight=1.0
         ),
         description="LoRA and optimiser settings",
     )
@@ -124,6 +124,7 @@ class StandardCycle:
                 )
             staged = registry.stage(scratch, version)  # the path vLLM loads from must not move
         report.metrics["train_samples"] = len(samples)
+        report.metrics["anchor_samples"] = len(anchors)
         report.metrics["train_tokens"] = trained.train_tokens
         report.metrics["train_tokens_per_s"] = round(trained.tokens_per_s, 1)
 
