@@ -81,7 +81,8 @@ def test_train_adapter_refuses_no_samples(tiny_model_dir, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "field,value", [("rank", 0), ("learning_rate", 0.0), ("dropout", 1.0), ("batch_size", 0)]
+    "field,value",
+    [("rank", 0), ("learning_rate", 0.0), ("dropout", 1.0), ("batch_size", 0), ("lr_schedule", "cyclic")],
 )
 def test_bad_train_config_is_refused(field, value):
     with pytest.raises(ValueError, match=field):

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +29,9 @@ class LoraTrainConfig(BaseModel):
     target_modules: list[str] | str = Field("all-linear", description="layers that get LoRA matrices")
     learning_rate: float = Field(2e-4, gt=0, description="AdamW learning rate")
     epochs: float = Field(4.0, gt=0, description="passes over the samples")
+    lr_schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="learning-rate schedule over the run (transformers' names)"
+    )
     max_steps: int = Field(-1, description="stop after this many steps (-1: run all epochs)")
     min_steps: int = Field(
         0, ge=0, description="run at least this many steps, so that a sleep over a few memories still learns"
@@ -178,7 +181,7 @@ def train_adapter(
             num_train_epochs=config.epochs,
             max_steps=max_steps,
             train_sampling_strategy="group_by_length",  # batches of similar length waste less compute on padding
-            lr_scheduler_type="constant",
+            lr_scheduler_type=config.lr_schedule,
             warmup_steps=0,
             weight_decay=0.0,
             logging_steps=1,

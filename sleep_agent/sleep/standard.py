@@ -41,7 +41,7 @@ class CycleConfig(BaseModel):
 
     training: LoraTrainConfig = Field(
         default_factory=lambda: LoraTrainConfig(
-            rank=16, alpha=32, learning_rate=5e-4, epochs=5, min_steps=40, batch_size=8, kl_weight=1.0
+            rank=16, alpha=32, learning_rate=5e-4, epochs=5, min_steps=40, batch_size=8, kl_weight=2.0
         ),
         description="LoRA and optimiser settings",
     )
