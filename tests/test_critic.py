@@ -92,3 +92,19 @@ def test_the_novelty_check_asks_the_served_model_the_facts_question():
     knows = already_knows(backend)
     assert knows("Marc lives in Paris.") and not knows("Aria lives in Portland.")
     assert backend.asked == ["Where does Marc live?", "Where does Aria live?"]
+
+
+def test_a_successful_tool_trajectory_is_kept_for_imitation_and_a_failed_one_is_not():
+    def run(outcome):  # nothing in it is a statement to learn: only the behaviour
+        return ep(
+            HumanMessage("What's the weather in Oslo?"),
+            AIMessage("", tool_calls=[{"name": "weather", "args": {"city": "Oslo"}, "id": "c1"}]),
+            ToolMessage("OK", tool_call_id="c1", name="weather"),
+            AIMessage("Done."),
+        ).model_copy(update={"outcome": outcome})
+
+    good, bad = critique([run("success"), run("failure")])
+    assert (
+        good.keep and good.reason == "successful tool trajectory (behaviour cloning)" and not good.statements
+    )
+    assert not bad.keep

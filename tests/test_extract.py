@@ -54,3 +54,65 @@ def test_every_relation_of_the_development_facts_is_understood():
         (fact,) = facts_of(sentence)
         assert fact.held_out is not None, f"no rule for {relation!r}: {sentence}"
         assert fact.keyword == str(row["object"]) and str(row["object"]) in fact.answer
+
+
+def trajectory(outcome=None, reward=None):
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    from sleep_agent.episodes import episode_from_messages
+
+    return episode_from_messages(
+        [
+            HumanMessage("Book a table for two at Luigi's."),
+            AIMessage("", tool_calls=[{"name": "search", "args": {"q": "Luigi's"}, "id": "c1"}]),
+            ToolMessage("Luigi's, 12 Elm St, phone 555-0100", tool_call_id="c1", name="search"),
+            AIMessage(
+                "", tool_calls=[{"name": "book", "args": {"people": 2, "place": "Luigi's"}, "id": "c2"}]
+            ),
+            ToolMessage("booked", tool_call_id="c2", name="book"),
+            AIMessage("Your table for two at Luigi's is booked."),
+        ],
+        namespace="ns",
+        outcome=outcome,
+        reward=reward,
+    )
+
+
+def test_each_assistant_step_of_a_successful_trajectory_is_a_sample_given_what_came_before():
+    from sleep_agent.sleep.extract import behaviour_samples
+
+    samples = behaviour_samples([trajectory(outcome="success")])
+    assert [s.answer for s in samples] == [
+        'call search({"q": "Luigi\'s"})',
+        'call book({"people": 2, "place": "Luigi\'s"})',
+        "Your table for two at Luigi's is booked.",
+    ]
+    assert [len(s.prompt) for s in samples] == [1, 3, 5]
+    assert samples[1].prompt[-1] == {
+        "role": "user",
+        "content": "[search returned] Luigi's, 12 Elm St, phone 555-0100",
+    }
+    assert not any(s.anchor for s in samples)
+
+
+def test_failed_or_unrated_trajectories_and_plain_chats_are_not_imitated():
+    from sleep_agent.sleep.extract import behaviour_samples
+
+    assert behaviour_samples([trajectory(outcome="failure"), trajectory(), trajectory(reward=0.0)]) == []
+    assert len(behaviour_samples([trajectory(reward=1.0)])) == 3
+
+
+def test_behaviour_samples_train_only_the_assistants_step(default_model_dir):
+    from transformers import AutoTokenizer
+
+    from sleep_agent.sleep.consolidate import IGNORE_INDEX, encode_sample
+    from sleep_agent.sleep.extract import behaviour_samples
+
+    tokenizer = AutoTokenizer.from_pretrained(default_model_dir)  # the real chat template
+    sample = behaviour_samples([trajectory(outcome="success")])[1]
+    encoded = encode_sample(tokenizer, sample, 512)
+    trained = [
+        t for t, label in zip(encoded["input_ids"], encoded["labels"], strict=True) if label != IGNORE_INDEX
+    ]
+    text = tokenizer.decode(trained)
+    assert "call book" in text and "Elm St" not in text and "Book a table" not in text

@@ -101,3 +101,12 @@ def test_reference_perplexity_falls_for_an_adapter_trained_on_the_text(tiny_mode
         progress=False,
     )
     assert 1.0 < reference_perplexity(tiny_model_dir, tmp_path / "a", texts) < base
+
+
+def test_a_sleep_without_new_facts_is_decided_by_the_bounds_alone():
+    from sleep_agent.sleep.gate import GateConfig, Scores, decide
+
+    holds = decide(Scores(None, None, 11, 20.0), Scores(None, None, 11, 20.5), GateConfig())
+    assert holds.accepted and "recall - -> -" in holds.reason
+    damaged = decide(Scores(None, None, 11, 20.0), Scores(None, None, 8, 20.5), GateConfig())
+    assert not damaged.accepted and "probe" in damaged.reason

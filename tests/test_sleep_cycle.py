@@ -1,7 +1,8 @@
 """The standard sleep cycle on real components: vLLM on CPU, Chroma, peft training, the gate.
 
 One server for the module; the sleeps run in order on one memory, as a day of an agent would:
-learn, refuse a damaging candidate, survive a crash before publish, survive a crash after publish.
+learn, refuse a damaging candidate, survive a crash before publish, survive a crash after publish,
+then imitate a successful tool trajectory.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from sleep_agent.adapters import AdapterRegistry
 from sleep_agent.serving.vllm import VLLMServer
 from sleep_agent.sleep import standard
 from sleep_agent.sleep.consolidate import ANCHOR_PROMPTS, LoraTrainConfig
-from sleep_agent.sleep.gate import GateResult, Scores
+from sleep_agent.sleep.gate import GateConfig, GateResult, Scores
 from sleep_agent.sleep.standard import CycleConfig, StandardCycle
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
@@ -133,4 +134,27 @@ def test_a_crash_between_publish_and_mark_is_consistent_and_the_next_sleep_compl
     assert report.adapter_version == 3 and memory.backend.active_adapter == "alice@v3"
     assert memory.buffer.episodes("pending") == []
     assert set(memory.backend.loaded_adapters) == {"alice@v3"}
+    consistent(memory)
+
+
+def test_a_successful_tool_trajectory_is_consolidated_as_behaviour_with_the_gate_deciding(memory):
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    episode = memory.buffer.record(
+        [
+            HumanMessage("Check the weather in Oslo."),
+            AIMessage("", tool_calls=[{"name": "weather", "args": {"city": "Oslo"}, "id": "c1"}]),
+            ToolMessage("OK", tool_call_id="c1", name="weather"),
+            AIMessage("Done."),
+        ],
+        thread_id="day2",
+        outcome="success",
+    )
+    # the earlier memories sit in 2-step test adapters, so their recall is noise: not a bound here
+    memory.cycle = StandardCycle(QUICK.model_copy(update={"gate": GateConfig(max_retention_drop=1.0)}))
+    report = memory.sleep()
+    assert report.metrics["facts"] == 0 and report.metrics["behaviour_samples"] == 2
+    assert report.metrics["before"]["recall"] is None  # no new fact: the bounds alone decide
+    assert report.adapter_version == 4, report.metrics
+    assert report.consolidated == [episode.id] and memory.backend.active_adapter == "alice@v4"
     consistent(memory)

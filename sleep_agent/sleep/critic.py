@@ -69,6 +69,17 @@ def statements_of(text: str) -> list[str]:
     return found
 
 
+# Outcomes that mark a tool-using episode as worth imitating (or any positive reward).
+SUCCESS_OUTCOMES = frozenset({"success", "succeeded", "solved", "win", "won", "done", "passed"})
+
+
+def is_successful_trajectory(episode: Episode) -> bool:
+    """An episode in which the assistant called tools and that ended well."""
+    called = any(p.tool_calls for p in episode.parts_from("assistant"))
+    ended_well = (episode.outcome or "").strip().lower() in SUCCESS_OUTCOMES or (episode.reward or 0) > 0
+    return called and ended_well
+
+
 def critique(
     episodes: Sequence[Episode],
     *,
@@ -95,6 +106,8 @@ def _judge(ep: Episode, seen: set[str], already_knows: Callable[[str], bool] | N
             poisoned = True
             continue
         candidates += [Statement(s, part.source, ep.id) for s in statements_of(part.content)]
+    if not candidates and is_successful_trajectory(ep):
+        return Verdict(ep.id, True, "successful tool trajectory (behaviour cloning)")
     if not candidates:
         if poisoned:
             return Verdict(ep.id, False, "untrusted: the tool output carries instructions, not facts")
@@ -107,4 +120,6 @@ def _judge(ep: Episode, seen: set[str], already_knows: Callable[[str], bool] | N
         if not fresh:
             return Verdict(ep.id, False, "already known: the current model answers it right")
     reason = "grounded statements" + (" (instructions in tool output dropped)" if poisoned else "")
+    if is_successful_trajectory(ep):
+        reason += " and a successful tool trajectory (behaviour cloning)"
     return Verdict(ep.id, True, reason, fresh)

@@ -5,17 +5,20 @@ lives, works, what they like, speak, study...), first and third person. Each fac
 phrasing out of training, for the gate to test recall on words the adapter never saw. A
 statement no rule matches still becomes training text ("What do you know about X?"), so nothing
 grounded is dropped silently. Every fact is also trained as the answer to "What do you know
-about X?", so the statement itself is learned, not only its question forms.
+about X?", so the statement itself is learned, not only its question forms. Successful
+tool-using episodes become behaviour-cloning samples: each assistant step given what came before.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sleep_agent.episodes import Episode, EpisodePart
 from sleep_agent.sleep.consolidate import ChatSample
-from sleep_agent.sleep.critic import Statement
+from sleep_agent.sleep.critic import Statement, is_successful_trajectory
 
 _NAME = r"(?P<s>[A-Z][\w'-]*(?: [A-Z][\w'-]*)?)"
 _OBJ = r"(?P<o>[^.!?]+?)"
@@ -178,3 +181,37 @@ def _strip_preamble(sentence: str) -> str:
         sentence,
         flags=re.I,
     )
+
+
+def behaviour_samples(episodes: Sequence[Episode]) -> list[ChatSample]:
+    """Behaviour cloning: every assistant step of a successful trajectory, given what came before.
+
+    Only the assistant's own steps are trained (tool calls written as text); what users and tools
+    said is prompt, never a target, so a tool's text is not learned as the model's words.
+    """
+    samples = []
+    for episode in episodes:
+        if not is_successful_trajectory(episode):
+            continue
+        history: list[dict[str, str]] = []
+        for part in episode.parts:
+            if part.source == "assistant":
+                action = action_text(part)
+                if any(m["role"] == "user" for m in history):  # the chat template needs a user turn
+                    samples.append(ChatSample(prompt=tuple(history), answer=action))
+                history.append({"role": "assistant", "content": action})
+            elif part.source == "tool":
+                history.append(
+                    {"role": "user", "content": f"[{part.name or 'tool'} returned] {part.content}"}
+                )
+            else:
+                history.append({"role": part.source, "content": part.content})
+    return samples
+
+
+def action_text(part: EpisodePart) -> str:
+    """What the assistant said, then each tool call as ``call name({...})``."""
+    calls = [
+        f"call {c.get('name')}({json.dumps(c.get('args', {}), sort_keys=True)})" for c in part.tool_calls
+    ]
+    return "\n".join([part.content, *calls] if part.content else calls)

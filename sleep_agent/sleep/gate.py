@@ -67,7 +67,7 @@ class GateConfig(BaseModel):
 
 @dataclass(frozen=True)
 class Scores:
-    recall: float  # new memories, held-out phrasings
+    recall: float | None  # new memories, held-out phrasings (None when the sleep has no new facts)
     retention: float | None  # earlier memories, held-out phrasings (None when there are none)
     probe: int  # general questions answered right
     perplexity: float | None = None  # on the reference text (None when not measured)
@@ -150,12 +150,19 @@ def score(
     ask: Ask, new: Sequence[Fact], earlier: Sequence[Fact], perplexity: Callable[[], float] | None = None
 ) -> Scores:
     ppl = perplexity() if perplexity is not None else None
-    return Scores(recall_of(ask, new) or 0.0, recall_of(ask, earlier), probe_of(ask), ppl)
+    return Scores(recall_of(ask, new), recall_of(ask, earlier), probe_of(ask), ppl)
 
 
 def decide(before: Scores, after: Scores, config: GateConfig) -> GateResult:
-    """Accept when recall rises and neither retention nor the probe falls out of bounds."""
-    if after.recall <= before.recall + config.min_recall_gain:
+    """Accept when recall rises and neither retention nor the probe falls out of bounds.
+
+    A sleep with no new facts (behaviour cloning only) has no recall to compare: the bounds alone decide.
+    """
+    if (
+        before.recall is not None
+        and after.recall is not None
+        and after.recall <= before.recall + config.min_recall_gain
+    ):
         return GateResult(
             False, f"recall did not rise ({before.recall:.0%} -> {after.recall:.0%})", before, after
         )
@@ -183,7 +190,11 @@ def decide(before: Scores, after: Scores, config: GateConfig) -> GateResult:
             )
     return GateResult(
         True,
-        f"recall {before.recall:.0%} -> {after.recall:.0%}, probe {before.probe} -> {after.probe}",
+        f"recall {_pct(before.recall)} -> {_pct(after.recall)}, probe {before.probe} -> {after.probe}",
         before,
         after,
     )
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"

@@ -25,7 +25,7 @@ from sleep_agent.serving.base import adapter_name
 from sleep_agent.sleep.consolidate import LoraTrainConfig, anchor_samples, text_anchor_samples, train_adapter
 from sleep_agent.sleep.critic import Statement, critique
 from sleep_agent.sleep.cycle import SleepReport
-from sleep_agent.sleep.extract import Fact, extract_facts
+from sleep_agent.sleep.extract import Fact, behaviour_samples, extract_facts
 from sleep_agent.sleep.gate import GateConfig, decide, reference_perplexity, score
 
 if TYPE_CHECKING:
@@ -91,13 +91,18 @@ class StandardCycle:
             verdicts = critique(episodes, known=[s.text for s in earlier], already_knows=knows)
         report.rejected = {v.episode_id: v.reason for v in verdicts if not v.keep}
         kept = [s for v in verdicts if v.keep for s in v.statements]
-        report.metrics["kept_episodes"] = sum(v.keep for v in verdicts)
-        if not kept:
+        kept_ids = {v.episode_id for v in verdicts if v.keep}
+        report.metrics["kept_episodes"] = len(kept_ids)
+        if not kept_ids:
             return report
 
         with _timed(timings, "extract"):
             new_facts, old_facts = extract_facts(kept), extract_facts(earlier)
+            behaviour = behaviour_samples([ep for ep in episodes if ep.id in kept_ids])
+            if self.config.start == "rebuild":  # earlier trajectories are replayed like earlier facts
+                behaviour += behaviour_samples(memory.buffer.episodes("consolidated"))
         report.metrics["facts"] = len(new_facts)
+        report.metrics["behaviour_samples"] = len(behaviour)
 
         backend = memory.backend
         current = backend.active_adapter
@@ -109,7 +114,7 @@ class StandardCycle:
         replayed = old_facts
         if continual and len(old_facts) > self.config.replay:
             replayed = random.Random(self.config.training.seed).sample(list(old_facts), self.config.replay)
-        samples = [s for f in [*new_facts, *replayed] for s in f.samples()] + anchors
+        samples = [s for f in [*new_facts, *replayed] for s in f.samples()] + behaviour + anchors
         version = registry.next_version()
         name = adapter_name(memory.config.namespace, version)
         with tempfile.TemporaryDirectory(prefix="sleep-candidate-") as scratch:
