@@ -60,11 +60,12 @@ class EpisodePart(BaseModel):
 
     def render(self) -> str:
         who = f"tool[{self.name}]" if self.source == "tool" and self.name else self.source
-        calls = "".join(
-            f"\n{who} calls {c.get('name')}({json.dumps(c.get('args', {}), sort_keys=True)})"
-            for c in self.tool_calls
-        )
+        calls = "".join(f"\n{who} calls {c}" for c in self.calls_text())
         return f"{who}: {self.content}{calls}" if self.content else calls.lstrip("\n")
+
+    def calls_text(self) -> list[str]:
+        """Each tool call as ``name({...})``, arguments in a stable order."""
+        return [f"{c.get('name')}({json.dumps(c.get('args', {}), sort_keys=True)})" for c in self.tool_calls]
 
 
 class Episode(BaseModel):

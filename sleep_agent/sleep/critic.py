@@ -106,7 +106,8 @@ def _judge(ep: Episode, seen: set[str], already_knows: Callable[[str], bool] | N
             poisoned = True
             continue
         candidates += [Statement(s, part.source, ep.id) for s in statements_of(part.content)]
-    if not candidates and is_successful_trajectory(ep):
+    imitate = is_successful_trajectory(ep)
+    if not candidates and imitate:
         return Verdict(ep.id, True, "successful tool trajectory (behaviour cloning)")
     if not candidates:
         if poisoned:
@@ -120,6 +121,6 @@ def _judge(ep: Episode, seen: set[str], already_knows: Callable[[str], bool] | N
         if not fresh:
             return Verdict(ep.id, False, "already known: the current model answers it right")
     reason = "grounded statements" + (" (instructions in tool output dropped)" if poisoned else "")
-    if is_successful_trajectory(ep):
+    if imitate:
         reason += " and a successful tool trajectory (behaviour cloning)"
     return Verdict(ep.id, True, reason, fresh)

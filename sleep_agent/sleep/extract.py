@@ -11,7 +11,6 @@ tool-using episodes become behaviour-cloning samples: each assistant step given 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -211,7 +210,5 @@ def behaviour_samples(episodes: Sequence[Episode]) -> list[ChatSample]:
 
 def action_text(part: EpisodePart) -> str:
     """What the assistant said, then each tool call as ``call name({...})``."""
-    calls = [
-        f"call {c.get('name')}({json.dumps(c.get('args', {}), sort_keys=True)})" for c in part.tool_calls
-    ]
+    calls = [f"call {c}" for c in part.calls_text()]
     return "\n".join([part.content, *calls] if part.content else calls)

@@ -80,9 +80,8 @@ class StandardCycle:
 
         with _timed(timings, "critic"):
             # earlier memories pass the same critic, so nothing it once dropped comes back as replay
-            earlier = [
-                st for v in critique(memory.buffer.episodes("consolidated")) if v.keep for st in v.statements
-            ]
+            consolidated = memory.buffer.episodes("consolidated")
+            earlier = [st for v in critique(consolidated) if v.keep for st in v.statements]
             knows = (
                 already_knows(memory.backend, self.config.answer_tokens)
                 if self.config.novelty_check
@@ -100,7 +99,7 @@ class StandardCycle:
             new_facts, old_facts = extract_facts(kept), extract_facts(earlier)
             behaviour = behaviour_samples([ep for ep in episodes if ep.id in kept_ids])
             if self.config.start == "rebuild":  # earlier trajectories are replayed like earlier facts
-                behaviour += behaviour_samples(memory.buffer.episodes("consolidated"))
+                behaviour += behaviour_samples(consolidated)
         report.metrics["facts"] = len(new_facts)
         report.metrics["behaviour_samples"] = len(behaviour)
 
