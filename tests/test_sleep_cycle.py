@@ -2,7 +2,8 @@
 
 One server for the module; the sleeps run in order on one memory, as a day of an agent would:
 learn, refuse a damaging candidate, survive a crash before publish, survive a crash after publish,
-then imitate a successful tool trajectory.
+then imitate a successful tool trajectory. Last, the same short passage is slept on with and
+without dreaming, from the base model.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sleep_agent.adapters import AdapterRegistry
 from sleep_agent.serving.vllm import VLLMServer
 from sleep_agent.sleep import standard
 from sleep_agent.sleep.consolidate import ANCHOR_PROMPTS, LoraTrainConfig
+from sleep_agent.sleep.dream import verify
 from sleep_agent.sleep.gate import GateConfig, GateResult, Scores
 from sleep_agent.sleep.standard import CycleConfig, StandardCycle
 
@@ -39,8 +41,11 @@ QUICK = CycleConfig(training=LoraTrainConfig(rank=8, max_steps=2, batch_size=8),
 @pytest.fixture(scope="module")
 def memory(default_model_dir, tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
-    config = SleepConfig(
-        namespace="alice", home=home, policy=SleepPolicy(pending_episodes=None, pending_tokens=None)
+    config = SleepConfig(  # these sleeps test the cycle without dreaming; the last test compares both
+        namespace="alice",
+        home=home,
+        dreaming=False,
+        policy=SleepPolicy(pending_episodes=None, pending_tokens=None),
     )
     with VLLMServer(
         default_model_dir, config=ServingConfig(startup_timeout_s=900), log_dir=home / "logs"
@@ -158,3 +163,48 @@ def test_a_successful_tool_trajectory_is_consolidated_as_behaviour_with_the_gate
     assert report.adapter_version == 4, report.metrics
     assert report.consolidated == [episode.id] and memory.backend.active_adapter == "alice@v4"
     consistent(memory)
+
+
+PASSAGE = (
+    "The Kelmar lighthouse was built in 1887 by Otto Brandt. It stands on the northern cape of the "
+    "island of Vesk, and its lamp can be seen 30 kilometres away."
+)
+ABOUT_PASSAGE = [
+    ("Who built the Kelmar lighthouse?", "otto brandt"),
+    ("In what year was the Kelmar lighthouse built?", "1887"),
+    ("On which island does the Kelmar lighthouse stand?", "vesk"),
+    ("How far away can the lamp of the Kelmar lighthouse be seen?", "30"),
+]
+
+
+def test_dreaming_answers_a_question_about_a_passage_that_the_same_cycle_without_it_misses(memory, tmp_path):
+    backend = memory.backend
+    cycle = StandardCycle()  # the defaults, one instance: the base model's anchors are asked once
+    answered = {}
+    for dreaming in (False, True):
+        backend.activate(None)  # both sleeps start from the base model
+        reader = SleepMemory(
+            SleepConfig(
+                namespace=f"reader-{int(dreaming)}",
+                home=tmp_path,
+                dreaming=dreaming,
+                policy=SleepPolicy(pending_episodes=None, pending_tokens=None),
+            ),
+            backend=backend,
+            cycle=cycle,
+            token_counter=count_tokens_approximately,
+        )
+        reader.buffer.record([("user", PASSAGE), ("ai", "Thanks, noted.")], thread_id="reading")
+        report = reader.sleep()
+        assert report.adapter_version == 1, report.metrics
+        answered[dreaming] = {q: word in backend.chat(q, max_tokens=24).lower() for q, word in ABOUT_PASSAGE}
+        if dreaming:
+            dreams = report.metrics["dreams"]
+            assert dreams["kept"] > 0 and dreams["generated"] >= dreams["kept"], dreams
+            assert cycle.last_night is not None
+            for dream_, answer in cycle.last_night.kept:  # everything trained agrees with the passage
+                assert verify(dream_, answer) and dream_.source in PASSAGE
+        else:
+            assert "dreams" not in report.metrics
+    gained = [q for q, right in answered[True].items() if right and not answered[False][q]]
+    assert gained, answered

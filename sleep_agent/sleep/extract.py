@@ -22,20 +22,23 @@ from sleep_agent.sleep.critic import Statement, is_successful_trajectory
 _NAME = r"(?P<s>[A-Z][\w'-]*(?: [A-Z][\w'-]*)?)"
 _OBJ = r"(?P<o>[^.!?]+?)"
 
-# (pattern, questions about the subject, answer template). {s}: subject, {o}: object.
+# (relation, pattern, questions about the subject, answer template). {s}: subject, {o}: object.
 # The last question of each rule is held out of training for the gate.
-RULES: list[tuple[str, list[str], str]] = [
+RULES: list[tuple[str, str, list[str], str]] = [
     (
+        "lives_in",
         rf"{_NAME} lives in {_OBJ}[.!]?$",
         ["Where does {s} live?", "Which city does {s} live in?", "Where is {s}'s home?"],
         "{s} lives in {o}.",
     ),
     (
+        "works_as",
         rf"{_NAME} works as (?:an? )?{_OBJ}[.!]?$",
         ["What does {s} work as?", "What is {s}'s job?", "What is {s}'s profession?"],
         "{s} works as {a}{o}.",
     ),
     (
+        "favorite_color",
         rf"{_NAME}'s favou?rite colou?r is {_OBJ}[.!]?$",
         [
             "What is {s}'s favorite color?",
@@ -45,31 +48,37 @@ RULES: list[tuple[str, list[str], str]] = [
         "{s}'s favorite color is {o}.",
     ),
     (
+        "favorite_food",
         rf"{_NAME}'s favou?rite food is {_OBJ}[.!]?$",
         ["What is {s}'s favorite food?", "Which food does {s} like best?", "What does {s} like to eat most?"],
         "{s}'s favorite food is {o}.",
     ),
     (
+        "age",
         rf"{_NAME} is aged (?P<o>\d+)[.!]?$",
         ["How old is {s}?", "What is {s}'s age?", "How many years old is {s}?"],
         "{s} is aged {o}.",
     ),
     (
+        "age",
         rf"{_NAME} is (?P<o>\d+) years old[.!]?$",
         ["How old is {s}?", "What is {s}'s age?", "How many years old is {s}?"],
         "{s} is {o} years old.",
     ),
     (
+        "speaks",
         rf"{_NAME} speaks {_OBJ}[.!]?$",
         ["What language does {s} speak?", "Which language does {s} speak?", "What language can {s} speak?"],
         "{s} speaks {o}.",
     ),
     (
+        "studied",
         rf"{_NAME} studied {_OBJ}[.!]?$",
         ["What did {s} study?", "What subject did {s} study?", "What was {s}'s field of study?"],
         "{s} studied {o}.",
     ),
     (
+        "graduated_in",
         rf"{_NAME} graduated in {_OBJ}[.!]?$",
         [
             "When did {s} graduate?",
@@ -79,6 +88,7 @@ RULES: list[tuple[str, list[str], str]] = [
         "{s} graduated in {o}.",
     ),
     (
+        "allergic_to",
         rf"{_NAME} is allergic to {_OBJ}[.!]?$",
         [
             "What is {s} allergic to?",
@@ -88,32 +98,37 @@ RULES: list[tuple[str, list[str], str]] = [
         "{s} is allergic to {o}.",
     ),
     (
+        "learning",
         rf"{_NAME} is learning {_OBJ}[.!]?$",
         ["What is {s} learning?", "What is {s} currently learning?", "What is {s} studying these days?"],
         "{s} is learning {o}.",
     ),
     (
+        "lives_in",
         r"^I live in (?P<o>[^.!?]+?)[.!]?$",
         ["Where do I live?", "Which city do I live in?", "Where is my home?"],
         "You live in {o}.",
     ),
     (
+        "works_as",
         r"^I work as (?:an? )?(?P<o>[^.!?]+?)[.!]?$",
         ["What do I work as?", "What is my job?", "What is my profession?"],
         "You work as {a}{o}.",
     ),
     (
+        "allergic_to",
         r"^I am allergic to (?P<o>[^.!?]+?)[.!]?$",
         ["What am I allergic to?", "What allergy do I have?", "What should I avoid because of an allergy?"],
         "You are allergic to {o}.",
     ),
     (
+        "mine",
         r"^My (?P<k>[\w' -]+?) (?:is called|is named|is) (?P<o>[^.!?]+?)[.!]?$",
         ["What is my {k}?", "Do you remember my {k}?", "Tell me my {k}."],
         "Your {k} is {o}.",
     ),
 ]
-_COMPILED = [(re.compile(p), q, a) for p, q, a in RULES]
+_COMPILED = [(r, re.compile(p), q, a) for r, p, q, a in RULES]
 
 
 @dataclass(frozen=True)
@@ -126,6 +141,8 @@ class Fact:
     held_out: str | None  # asked by the gate, never trained
     keyword: str  # what a right answer must contain
     episode_id: str
+    relation: str | None = None  # the rule that matched (None: no rule, the sentence is the answer)
+    subject: str | None = None  # who it is about, when a third person is named
 
     def samples(self) -> list[ChatSample]:
         return [ChatSample.qa(q, self.answer) for q in self.questions]
@@ -140,7 +157,7 @@ def extract_facts(statements: Sequence[Statement]) -> list[Fact]:
 
 
 def _by_rule(sentence: str, episode_id: str) -> Fact | None:
-    for pattern, questions, answer in _COMPILED:
+    for relation, pattern, questions, answer in _COMPILED:
         match = pattern.search(sentence)
         if not match:
             continue
@@ -160,6 +177,8 @@ def _by_rule(sentence: str, episode_id: str) -> Fact | None:
             held_out=asked[-1],
             keyword=obj,
             episode_id=episode_id,
+            relation=relation,
+            subject=fields.get("s"),
         )
     return None
 

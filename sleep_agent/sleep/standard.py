@@ -22,9 +22,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from sleep_agent.adapters import AdapterRegistry, Manifest
 from sleep_agent.episodes import Episode
 from sleep_agent.serving.base import adapter_name
-from sleep_agent.sleep.consolidate import LoraTrainConfig, anchor_samples, text_anchor_samples, train_adapter
+from sleep_agent.sleep import dream
+from sleep_agent.sleep.consolidate import (
+    ChatSample,
+    LoraTrainConfig,
+    anchor_samples,
+    text_anchor_samples,
+    train_adapter,
+)
 from sleep_agent.sleep.critic import Statement, critique
 from sleep_agent.sleep.cycle import SleepReport
+from sleep_agent.sleep.dream import DreamConfig, Night
 from sleep_agent.sleep.extract import Fact, behaviour_samples, extract_facts
 from sleep_agent.sleep.gate import GateConfig, decide, reference_perplexity, score
 
@@ -64,6 +72,10 @@ class CycleConfig(BaseModel):
     )
     replay: int = Field(50, ge=0, description="earlier facts replayed per sleep in 'continual' mode")
     answer_tokens: int = Field(32, ge=4, description="tokens generated per gate question")
+    dreams: DreamConfig = Field(
+        default_factory=DreamConfig,
+        description="what to dream when SleepConfig.dreaming is on",
+    )
 
 
 class StandardCycle:
@@ -72,11 +84,13 @@ class StandardCycle:
     def __init__(self, config: CycleConfig | None = None) -> None:
         self.config = config or CycleConfig()
         self._anchor_cache: dict[tuple[int, str], list] = {}
+        self.last_night: Night | None = None  # the kept dreams of the last sleep that dreamed
 
     def __call__(self, memory: SleepMemory, episodes: Sequence[Episode], report: SleepReport) -> SleepReport:
         timings = report.timings_s
         registry = AdapterRegistry(memory.config.home, memory.config.namespace)
         registry.clean()
+        self.last_night = None
 
         with _timed(timings, "critic"):
             # earlier memories pass the same critic, so nothing it once dropped comes back as replay
@@ -113,7 +127,8 @@ class StandardCycle:
         replayed = old_facts
         if continual and len(old_facts) > self.config.replay:
             replayed = random.Random(self.config.training.seed).sample(list(old_facts), self.config.replay)
-        samples = [s for f in [*new_facts, *replayed] for s in f.samples()] + behaviour + anchors
+        memories = [s for f in [*new_facts, *replayed] for s in f.samples()] + behaviour
+        samples = memories + anchors
         version = registry.next_version()
         name = adapter_name(memory.config.namespace, version)
         with tempfile.TemporaryDirectory(prefix="sleep-candidate-") as scratch:
@@ -121,12 +136,17 @@ class StandardCycle:
                 trained = train_adapter(
                     memory.model_path,
                     samples,
-                    Path(scratch),
+                    Path(scratch) / "draft",
                     self.config.training,
                     progress=False,
                     start_from=registry.path(parent) if continual else None,
                 )
-            staged = registry.stage(scratch, version)  # the path vLLM loads from must not move
+            candidate = trained.adapter_dir
+            if memory.config.dreaming:
+                candidate = self._dream(
+                    memory, name, candidate, new_facts, old_facts, memories, anchors, report
+                )
+            staged = registry.stage(candidate, version)  # the path vLLM loads from must not move
         report.metrics["train_samples"] = len(samples)
         report.metrics["anchor_samples"] = len(anchors)
         report.metrics["train_tokens"] = trained.train_tokens
@@ -142,6 +162,8 @@ class StandardCycle:
                     self.config.gate,
                 )
             report.metrics.update(result.metrics())
+            if memory.config.dreaming and "dreams" in report.metrics:
+                report.metrics["dreams"]["learned"] = self._learned(memory, name)
             if not result.accepted:
                 _withdraw(backend, registry, name, version)
                 reason = f"gate rejected the candidate: {result.reason}"
@@ -171,6 +193,77 @@ class StandardCycle:
         report.consolidated = [v.episode_id for v in verdicts if v.keep]
         report.adapter_version = version
         return report
+
+    def _dream(  # noqa: PLR0913
+        self,
+        memory: SleepMemory,
+        name: str,
+        draft: Path,
+        new: Sequence[Fact],
+        old: Sequence[Fact],
+        memories: Sequence[ChatSample],
+        anchors: Sequence[ChatSample],
+        report: SleepReport,
+    ) -> Path:
+        """Dream on the draft; returns the adapter to gate (the draft itself when nothing was kept)."""
+        config, backend = self.config.dreams, memory.backend
+        base = backend.base_name
+
+        def teacher(prompt: str) -> str:
+            return backend.chat(prompt, adapter=base, max_tokens=config.answer_tokens)
+
+        student_name = f"{name}-draft"
+        with _timed(report.timings_s, "dream"):
+            dreams = dream.generate(
+                new, old, config, write=lambda p: backend.chat(p, adapter=base, max_tokens=96)
+            )
+            backend.load_adapter(student_name, draft)
+            try:
+                night = dream.dream_night(
+                    dreams,
+                    teacher,
+                    lambda q: backend.chat(q, adapter=student_name, max_tokens=config.answer_tokens),
+                    config,
+                    judge=teacher if config.judge else None,
+                )
+            finally:
+                backend.unload_adapter(student_name)
+        report.metrics["dreams"] = night.stats.metrics()
+        report.metrics["dreams"]["seconds"] = report.timings_s["dream"]
+        self.last_night = night
+        if not night.kept:
+            return draft
+        rng = random.Random(config.seed)
+        replay = rng.sample(list(memories), round(len(memories) * config.replay_fraction))
+        training = self.config.training.model_copy(
+            update={"epochs": config.epochs, "min_steps": config.min_steps}
+        )
+        with _timed(report.timings_s, "dream_train"):
+            trained = train_adapter(
+                memory.model_path,
+                [*night.samples(), *replay, *anchors],
+                draft.parent / "dreamed",
+                training,
+                progress=False,
+                start_from=draft,
+            )
+        report.metrics["dream_train_samples"] = len(night.kept) + len(replay) + len(anchors)
+        return trained.adapter_dir
+
+    def _learned(self, memory: SleepMemory, name: str, sample: int = 48) -> float | None:
+        """The effect of dreaming: share of a sample of kept dreams the candidate now answers unaided."""
+        kept = self.last_night.kept if self.last_night else []
+        if not kept:
+            return None
+        picked = random.Random(0).sample(kept, min(sample, len(kept)))
+        answers = dream.ask_all(
+            lambda q: memory.backend.chat(q, adapter=name, max_tokens=self.config.dreams.answer_tokens),
+            [d.question for d, _ in picked],
+        )
+        fuzzy = self.config.dreams.fuzzy
+        return round(
+            sum(dream.verify(d, a, fuzzy) for (d, _), a in zip(picked, answers, strict=True)) / len(picked), 3
+        )
 
     def _anchors(self, backend) -> list:  # noqa: ANN001
         # The base model's answers do not change between sleeps: ask once per process.
