@@ -174,3 +174,51 @@ def test_plain_text_samples_train_every_token_without_the_chat_template(tokenize
     assert encoded["anchor"] == 1
     chat = encode_sample(tokenizer, ChatSample.qa("hi", "rivers shape the land ."), max_length=64)
     assert len(chat["input_ids"]) > len(encoded["input_ids"])  # the template adds turns around it
+
+
+def test_a_teacher_prompt_pairs_the_same_answer_tokens_after_a_longer_prompt(tokenizer):
+    sample = ChatSample.qa("where does zorblax live ?", "he lives in vellmora .")
+    teacher = [{"role": "user", "content": "zorblax lives in vellmora .\n\nwhere does zorblax live ?"}]
+    encoded = encode_sample(tokenizer, ChatSample(sample.prompt, sample.answer, teacher_prompt=teacher), 256)
+    answer = [t for t in encoded["labels"] if t != IGNORE_INDEX]
+    assert [t for t in encoded["teacher_labels"] if t != IGNORE_INDEX] == answer
+    assert len(encoded["teacher_input_ids"]) > len(encoded["input_ids"])
+    assert "teacher_input_ids" not in encode_sample(tokenizer, sample, 256)
+    batch = pad_batch([encoded, encode_sample(tokenizer, sample, 256)], pad_id=0)
+    assert batch["distill"].tolist() == [1, 0] and batch["teacher_labels"][1].eq(IGNORE_INDEX).all()
+
+
+def test_distill_kl_pairs_answer_tokens_across_prompts_of_different_length():
+    import torch
+
+    from sleep_agent.sleep.consolidate import distill_kl
+
+    torch.manual_seed(0)
+    student = torch.randn(1, 4, 6)
+    labels = torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, 2, 3]])  # answer predicted at positions 1, 2
+    teacher = torch.cat([torch.randn(1, 3, 6), student], dim=1)  # 3 more prompt tokens in front
+    teacher_labels = torch.tensor([[IGNORE_INDEX] * 5 + [2, 3]])
+    assert distill_kl(student, labels, teacher, teacher_labels).item() == pytest.approx(0.0, abs=1e-6)
+    teacher[0, 4] += 3 * torch.randn(6)  # the teacher disagrees on the first answer token
+    assert distill_kl(student, labels, teacher, teacher_labels).item() > 0.01
+
+
+def test_a_distillation_only_sample_trains_the_adapter_only_through_the_distillation_term(
+    tiny_model_dir, tmp_path
+):
+    """A distillation-only sample (imitate=False) trains nothing without the distillation term."""
+    from safetensors.torch import load_file
+
+    teacher = [{"role": "user", "content": "zorblax lives in vellmora . where does zorblax live ?"}]
+    samples = [ChatSample.qa("where does zorblax live ?", "he lives in paris .")]
+    samples = [ChatSample(samples[0].prompt, samples[0].answer, teacher_prompt=teacher, imitate=False)] * 2
+    off = LoraTrainConfig(rank=4, max_steps=3, batch_size=2)
+    train_adapter(tiny_model_dir, samples, tmp_path / "off", off, progress=False)
+    weights = load_file(tmp_path / "off" / "adapter_model.safetensors")
+    assert all(not w.any() for k, w in weights.items() if "lora_B" in k)
+
+    on = LoraTrainConfig(rank=4, max_steps=3, batch_size=2, distill_weight=1.0, learning_rate=1e-2)
+    result = train_adapter(tiny_model_dir, samples, tmp_path / "on", on, progress=False)
+    weights = load_file(tmp_path / "on" / "adapter_model.safetensors")
+    assert any(w.any() for k, w in weights.items() if "lora_B" in k)
+    assert result.final_loss > 0  # the KL to a teacher that read the memory; no cross-entropy term

@@ -158,3 +158,16 @@ def test_the_judge_can_veto_a_verified_answer():
     assert not vetoed.kept and vetoed.stats.metrics()["teacher_right"] == 0
     agreed = dream_night(dreams, teacher, lambda q: "", DreamConfig(), judge=lambda p: "Yes, it does.")
     assert len(agreed.kept) == len(dreams)
+
+
+def test_distillation_samples_carry_the_teacher_prompt_and_the_students_own_answer():
+    dreams = generate(facts(TOLD[:1]), [], DreamConfig(kinds=["paraphrase"]))
+    night = dream_night(dreams, lambda p: "Aria lives in Portland.", lambda q: "In Lisbon.", DreamConfig())
+    plain = night.samples()
+    assert all(s.teacher_prompt is None and s.imitate for s in plain) and len(plain) == len(dreams)
+    on_policy = night.samples(distill=True, on_policy=True)
+    learned = [s for s in on_policy if s.imitate]
+    distilled_only = [s for s in on_policy if not s.imitate]
+    assert [s.answer for s in learned] == ["Aria lives in Portland."] * len(dreams)
+    assert [s.answer for s in distilled_only] == ["In Lisbon."] * len(dreams)  # never imitated
+    assert all("Aria lives in Portland." in s.teacher_prompt[0]["content"] for s in on_policy)

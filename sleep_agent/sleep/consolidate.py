@@ -54,6 +54,12 @@ class LoraTrainConfig(BaseModel):
         ge=0,
         description="retention regulariser: weight of KL(base || adapter) on the anchor samples' answers",
     )
+    distill_weight: float = Field(
+        0.0,
+        ge=0,
+        description="context distillation: weight of KL(base model given the sample's teacher_prompt || "
+        "adapter given its prompt) on the answer tokens of samples that have a teacher_prompt",
+    )
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,9 @@ class ChatSample:
     prompt: Sequence[dict[str, str]]
     answer: str
     anchor: bool = False  # a general prompt answered by the base model (for the KL regulariser)
+    # the same question with its source memory in context, for context distillation
+    teacher_prompt: Sequence[dict[str, str]] | None = None
+    imitate: bool = True  # False: the answer is only where the teacher is asked (distillation only)
 
     @classmethod
     def qa(cls, question: str, answer: str, *, anchor: bool = False) -> ChatSample:
@@ -88,19 +97,32 @@ class TrainResult:
 
 
 def encode_sample(tokenizer: Any, sample: ChatSample, max_length: int) -> dict[str, list[int]]:
-    """Token ids of prompt+answer with labels masked on the prompt part."""
-    if not sample.prompt:
-        ids = list(tokenizer(sample.answer).input_ids)[:max_length]
-        return {
-            "input_ids": ids,
-            "attention_mask": [1] * len(ids),
-            "labels": ids,
-            "anchor": int(sample.anchor),
-        }
+    """Token ids of prompt+answer with labels masked on the prompt part.
+
+    With a ``teacher_prompt``, the same answer after the teacher's prompt too (``teacher_*``), when
+    both keep every answer token within their length limit (the teacher's is longer: it holds the
+    memory), so that the answer positions of the two can be paired one to one.
+    """
+    encoded = _encode(tokenizer, sample.prompt, sample.answer, max_length)
+    encoded["anchor"] = int(sample.anchor)
+    encoded["imitate"] = int(sample.imitate)
+    if sample.teacher_prompt is not None:
+        teacher = _encode(tokenizer, sample.teacher_prompt, sample.answer, max_length * 4)
+        if _answer_tokens(teacher["labels"]) == _answer_tokens(encoded["labels"]):
+            encoded.update({f"teacher_{k}": v for k, v in teacher.items()})
+    return encoded
+
+
+def _encode(
+    tokenizer: Any, prompt: Sequence[dict[str, str]], answer: str, max_length: int
+) -> dict[str, list[int]]:
+    if not prompt:
+        ids = list(tokenizer(answer).input_ids)[:max_length]
+        return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": ids}
     prompt_ids = tokenizer.apply_chat_template(
-        list(sample.prompt), add_generation_prompt=True, tokenize=True, return_dict=False
+        list(prompt), add_generation_prompt=True, tokenize=True, return_dict=False
     )
-    full = [*sample.prompt, {"role": "assistant", "content": sample.answer}]
+    full = [*prompt, {"role": "assistant", "content": answer}]
     full_ids = tokenizer.apply_chat_template(full, tokenize=True, return_dict=False)
     if full_ids[: len(prompt_ids)] != prompt_ids:
         raise ValueError(
@@ -109,29 +131,38 @@ def encode_sample(tokenizer: Any, sample: ChatSample, max_length: int) -> dict[s
         )
     full_ids = list(full_ids)[:max_length]
     labels = [IGNORE_INDEX] * min(len(prompt_ids), len(full_ids)) + full_ids[len(prompt_ids) :]
-    return {
-        "input_ids": full_ids,
-        "attention_mask": [1] * len(full_ids),
-        "labels": labels,
-        "anchor": int(sample.anchor),
-    }
+    return {"input_ids": full_ids, "attention_mask": [1] * len(full_ids), "labels": labels}
+
+
+def _answer_tokens(labels: list[int]) -> list[int]:
+    return [t for t in labels if t != IGNORE_INDEX]
 
 
 def pad_batch(features: list[dict[str, list[int]]], pad_id: int) -> dict[str, Any]:
-    """Right-pad a batch; labels are padded with IGNORE_INDEX."""
+    """Right-pad a batch; labels are padded with IGNORE_INDEX.
+
+    Rows without a teacher sequence get an empty one (one pad token, no label) when others have it.
+    """
     import torch
 
-    width = max(len(f["input_ids"]) for f in features)
-
     def pad(key: str, value: int) -> Any:
-        return torch.tensor([f[key] + [value] * (width - len(f[key])) for f in features])
+        rows = [f.get(key, [value]) for f in features]
+        width = max(len(r) for r in rows)
+        return torch.tensor([r + [value] * (width - len(r)) for r in rows])
 
-    return {
+    batch = {
         "input_ids": pad("input_ids", pad_id),
         "attention_mask": pad("attention_mask", 0),
         "labels": pad("labels", IGNORE_INDEX),
         "anchor": torch.tensor([f.get("anchor", 0) for f in features]),
+        "imitate": torch.tensor([f.get("imitate", 1) for f in features]),
     }
+    if any("teacher_input_ids" in f for f in features):
+        batch["teacher_input_ids"] = pad("teacher_input_ids", pad_id)
+        batch["teacher_attention_mask"] = pad("teacher_attention_mask", 0)
+        batch["teacher_labels"] = pad("teacher_labels", IGNORE_INDEX)
+        batch["distill"] = torch.tensor([int("teacher_input_ids" in f) for f in features])
+    return batch
 
 
 def train_adapter(
@@ -249,10 +280,23 @@ def _retention_trainer(trainer_cls: Any, config: LoraTrainConfig) -> Any:
 
     class RetentionTrainer(trainer_cls):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001, ANN202
-            anchor = inputs.pop("anchor")
+            anchor, imitate = inputs.pop("anchor"), inputs.pop("imitate")
+            teacher = {k: inputs.pop(k) for k in list(inputs) if k.startswith("teacher_") or k == "distill"}
             labels = inputs.pop("labels")
             outputs = model(**inputs)
-            loss = token_loss(outputs.logits, labels, config.known_token_threshold)
+            imitated = labels.masked_fill(~imitate.bool()[:, None], IGNORE_INDEX)
+            loss = token_loss(outputs.logits, imitated, config.known_token_threshold)
+            if config.distill_weight > 0 and teacher and bool(teacher["distill"].any()):
+                rows = teacher["distill"].bool()  # the base model, reading the memory, is the teacher
+                with torch_no_grad(), model.disable_adapter():
+                    teacher_logits = model(
+                        input_ids=teacher["teacher_input_ids"][rows],
+                        attention_mask=teacher["teacher_attention_mask"][rows],
+                    ).logits
+                kl = distill_kl(
+                    outputs.logits[rows], labels[rows], teacher_logits, teacher["teacher_labels"][rows]
+                )
+                loss = loss + config.distill_weight * kl
             if config.kl_weight > 0 and bool(anchor.any()):
                 rows = anchor.bool()  # the base model is asked about the anchor rows only
                 with torch_no_grad(), model.disable_adapter():
@@ -279,6 +323,15 @@ def token_loss(logits: Any, labels: Any, known_threshold: float | None = None) -
     if known_threshold is not None:
         mask = mask & (token_logp.detach().exp() < known_threshold)
     return -(token_logp * mask).sum() / mask.sum().clamp(min=1)
+
+
+def distill_kl(logits: Any, labels: Any, teacher_logits: Any, teacher_labels: Any) -> Any:
+    """KL(teacher || student) per answer token, the i-th answer token of each paired with the i-th of the other."""
+    student = logits[:, :-1][labels[:, 1:] != IGNORE_INDEX].float().log_softmax(-1)
+    teacher = teacher_logits[:, :-1][teacher_labels[:, 1:] != IGNORE_INDEX].float().log_softmax(-1)
+    if student.shape[0] == 0:
+        return logits.sum() * 0.0
+    return (teacher.exp() * (teacher - student)).sum(-1).mean()
 
 
 def anchor_kl(logits: Any, base_logits: Any, labels: Any, anchor: Any) -> Any:

@@ -128,6 +128,16 @@ class DreamConfig(BaseModel):
     replay_fraction: float = Field(
         0.5, ge=0, le=1, description="share of the draft's own memory samples replayed with the dreams"
     )
+    distill_weight: float = Field(
+        0.0,
+        ge=0,
+        description="add context distillation (GKD-style): KL from the base model reading the memory to "
+        "the adapter without it, on the kept answers (0: off, the answers are learned as text only)",
+    )
+    on_policy: bool = Field(
+        False,
+        description="with distillation, also distil on the student's own wrong answers (on-policy)",
+    )
     seed: int = Field(0, description="seed for sampling memories and dreams")
 
 
@@ -173,13 +183,25 @@ class DreamStats:
 
 @dataclass(frozen=True)
 class Night:
-    """The kept dreams with the teacher's verified answers, and the counts."""
+    """The kept dreams with the teacher's verified answers, what the student said, and the counts."""
 
     kept: list[tuple[Dream, str]]
     stats: DreamStats
+    said: dict[str, str] = field(default_factory=dict)  # question -> the student's (wrong) answer
 
-    def samples(self) -> list[ChatSample]:
-        return [ChatSample.qa(d.question, answer) for d, answer in self.kept]
+    def samples(self, *, distill: bool = False, on_policy: bool = False) -> list[ChatSample]:
+        """The teacher's verified answers to learn; with ``distill``, each also carries the teacher's
+        prompt (the memory in context) for the distillation term; with ``on_policy``, the student's
+        own answers are added as distillation-only samples: the teacher's view of what it said."""
+        samples = []
+        for d, answer in self.kept:
+            question = [{"role": "user", "content": d.question}]
+            teacher = [{"role": "user", "content": teacher_prompt(d)}] if distill or on_policy else None
+            samples.append(ChatSample(question, answer, teacher_prompt=teacher))
+            said = self.said.get(d.question, "").strip()
+            if on_policy and said:
+                samples.append(ChatSample(question, said, teacher_prompt=teacher, imitate=False))
+        return samples
 
 
 # -- generation ------------------------------------------------------------------------------
@@ -444,15 +466,16 @@ def dream_night(
         verified = [pair for pair, v in zip(verified, verdicts, strict=True) if _AFFIRM.search(v)]
     stats.teacher_right = Counter(d.kind for d, _ in verified)
     student_answers = ask_all(student, [d.question for d, _ in verified])
-    unknown = []
-    for (d, answer), said in zip(verified, student_answers, strict=True):
-        if verify(d, said, config.fuzzy):
+    unknown, said = [], {}
+    for (d, answer), student_answer in zip(verified, student_answers, strict=True):
+        if verify(d, student_answer, config.fuzzy):
             stats.student_right[d.kind] += 1
         else:
             unknown.append((d, answer))
+            said[d.question] = student_answer
     kept = _within_budget(unknown, config.budget, random.Random(config.seed))
     stats.kept = Counter(d.kind for d, _ in kept)
-    return Night(kept, stats)
+    return Night(kept, stats, {d.question: said[d.question] for d, _ in kept})
 
 
 def trim(answer: str, dream: Dream, fuzzy: float = 0.8) -> str:

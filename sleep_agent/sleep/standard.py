@@ -235,19 +235,25 @@ class StandardCycle:
             return draft
         rng = random.Random(config.seed)
         replay = rng.sample(list(memories), round(len(memories) * config.replay_fraction))
+        distill = config.distill_weight > 0
         training = self.config.training.model_copy(
-            update={"epochs": config.epochs, "min_steps": config.min_steps}
+            update={
+                "epochs": config.epochs,
+                "min_steps": config.min_steps,
+                "distill_weight": config.distill_weight,
+            }
         )
+        dreamed = night.samples(distill=distill, on_policy=distill and config.on_policy)
         with _timed(report.timings_s, "dream_train"):
             trained = train_adapter(
                 memory.model_path,
-                [*night.samples(), *replay, *anchors],
+                [*dreamed, *replay, *anchors],
                 draft.parent / "dreamed",
                 training,
                 progress=False,
                 start_from=draft,
             )
-        report.metrics["dream_train_samples"] = len(night.kept) + len(replay) + len(anchors)
+        report.metrics["dream_train_samples"] = len(dreamed) + len(replay) + len(anchors)
         return trained.adapter_dir
 
     def _learned(self, memory: SleepMemory, name: str, sample: int = 48) -> float | None:
