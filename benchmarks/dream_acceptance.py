@@ -221,21 +221,23 @@ def plot(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     seal = result.get("seal")
     if seal:
-        labels = ["base", "no_dreaming", "dreaming", "in_context"]
-        axes[0].bar(labels, [seal[k]["accuracy"] for k in labels], color=["grey", "C0", "C1", "lightgrey"])
+        labels = [k for k in ("base", "no_dreaming", "dreaming", "in_context") if k in seal]
+        axes[0].bar(labels, [seal[k]["accuracy"] for k in labels])
         axes[0].set_title(f"SQuAD, no passage in context ({seal['passages']} passages)")
         axes[0].set_ylabel("answered right")
     ret = result.get("retention")
     if ret:
         for label, colour in (("no_dreaming", "C0"), ("dreaming", "C1")):
+            if label not in ret:
+                continue
             first = [row[0] for row in ret[label]["matrix"]]
             axes[1].plot(range(1, len(first) + 1), first, marker="o", color=colour, label=label)
         axes[1].set_title("first batch recall after each sleep")
         axes[1].set_xlabel("sleeps")
         axes[1].set_ylim(0, 1.05)
         axes[1].legend()
-        labels = ["base", "no_dreaming", "dreaming"]
-        axes[2].bar(labels, [ret[k]["compositional"] for k in labels], color=["grey", "C0", "C1"])
+        labels = [k for k in ("base", "no_dreaming", "dreaming") if k in ret]
+        axes[2].bar(labels, [ret[k]["compositional"] for k in labels])
         axes[2].set_title(f"compositional questions ({ret['compositional_questions']})")
         axes[2].set_ylim(0, 1.05)
     fig.tight_layout()
@@ -250,6 +252,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=10)
     parser.add_argument("--parts", default="seal,retention")
+    parser.add_argument(
+        "--conditions", default="no_dreaming,dreaming", help="which sleeps to run (both: the comparison)"
+    )
     parser.add_argument(
         "--quick", action="store_true", help="3 passages, 2 batches of 4 facts, short training"
     )
@@ -293,10 +298,8 @@ def main() -> None:
 
     def conditions() -> dict:
         # a fresh cycle per condition: nothing cached carries over but the base model's anchors
-        return {
-            "no_dreaming": (False, StandardCycle(cycle_config)),
-            "dreaming": (True, StandardCycle(cycle_config)),
-        }
+        both = {"no_dreaming": False, "dreaming": True}
+        return {c: (both[c], StandardCycle(cycle_config)) for c in args.conditions.split(",")}
 
     started = time.perf_counter()
     with VLLMServer(model_path, log_dir=home / "logs") as server:

@@ -137,7 +137,11 @@ class SleepConfig(_Config):
     buffer: BufferConfig = Field(default_factory=BufferConfig, description="where episodes are kept")
     recall: RecallConfig = Field(default_factory=RecallConfig, description="what recall_node injects")
     policy: SleepPolicy = Field(default_factory=SleepPolicy, description="when to sleep")
-    dreaming: bool = Field(True, description="practice tasks during sleep (one flag, for ablations)")
+    dreaming: bool = Field(
+        False,
+        description="practice tasks during sleep (one flag, for ablations); off by default until it "
+        "measures better than sleeping without it (docs/benchmarks.md)",
+    )
 
     @property
     def context_window(self) -> int:

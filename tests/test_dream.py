@@ -106,6 +106,9 @@ def test_yes_no_checks_are_scored_by_polarity():
     assert verify(yes, "Yes, Aria lives in Portland.") and not verify(yes, "No, she does not.")
     assert verify(no, "No, Aria lives in Portland.") and not verify(no, "Yes, Aria lives in Kyoto.")
     assert not verify(yes, "Yes... no, not really.")
+    said = Dream("check", "Does Aria live in Portland?", "Aria lives in Portland.", ("Portland",), True)
+    assert verify(said, "Aria lives in Portland.") and not verify(said, "Aria does not live in Portland.")
+    assert not verify(said, "Aria lives in Lisbon.")
 
 
 def test_an_answer_without_expected_words_must_come_from_the_source_and_add_to_the_question():
@@ -171,3 +174,11 @@ def test_distillation_samples_carry_the_teacher_prompt_and_the_students_own_answ
     assert [s.answer for s in learned] == ["Aria lives in Portland."] * len(dreams)
     assert [s.answer for s in distilled_only] == ["In Lisbon."] * len(dreams)  # never imitated
     assert all("Aria lives in Portland." in s.teacher_prompt[0]["content"] for s in on_policy)
+
+
+def test_a_name_that_starts_a_clause_is_asked_as_its_subject():
+    (fact,) = facts(["The Carolina Panthers became one of only ten teams to lose once."])
+    questions = {d.expected[0]: d.question for d in cloze_dreams(fact, 5)}
+    assert questions["Carolina Panthers"] == "What became one of only ten teams to lose once?"
+    (fact,) = facts(["Though Chopin was born in Wola, he moved to Warsaw."])
+    assert all(d.expected != ("Though Chopin",) for d in cloze_dreams(fact, 5))

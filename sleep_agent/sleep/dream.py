@@ -122,11 +122,11 @@ class DreamConfig(BaseModel):
         description="also ask the base model whether each teacher answer agrees with its source "
         "(one more generation per dream; useful with larger models)",
     )
-    answer_tokens: int = Field(32, ge=4, description="tokens generated per teacher and student answer")
+    answer_tokens: int = Field(24, ge=4, description="tokens generated per teacher and student answer")
     epochs: float = Field(2.0, gt=0, description="passes over the kept dreams, continuing the draft")
     min_steps: int = Field(10, ge=0, description="at least this many optimiser steps on the dreams")
     replay_fraction: float = Field(
-        0.5, ge=0, le=1, description="share of the draft's own memory samples replayed with the dreams"
+        1.0, ge=0, le=1, description="share of the draft's own memory samples replayed with the dreams"
     )
     distill_weight: float = Field(
         0.0,
@@ -274,7 +274,7 @@ def _checks(fact: Fact, people: Sequence[Fact], rng: random.Random) -> list[Drea
             "check",
             template.format(s=fact.subject, o=fact.keyword, a=article),
             fact.statement,
-            (),
+            (fact.keyword,),  # a restatement of the memory counts as "yes"
             True,
             fact.episode_id,
         )
@@ -336,13 +336,27 @@ def cloze_dreams(fact: Fact, n: int) -> list[Dream]:
     for clause in _CLAUSE.split(fact.statement.rstrip(" .!")):
         for match in _SPAN.finditer(clause):
             start, span = match.start(), match.group(0).strip(" ,.")
-            if start == 0:  # the clause's own capital is not a name: "The Broncos" -> "Broncos"
+            after = clause[match.end() :].lstrip(" ")
+            if start == 0:
+                subject = _subject(span, after)
+                if subject and _norm(subject) not in seen:  # "The Broncos made ..." -> "What made ...?"
+                    seen.add(_norm(subject))
+                    dreams.append(
+                        Dream(
+                            "cloze",
+                            _tidy(f"What {after}?"),
+                            fact.statement,
+                            (subject,),
+                            episode_id=fact.episode_id,
+                        )
+                    )
+                # otherwise the clause's own capital is not a name: "Though Chopin" -> "Chopin"
                 first, _, span = span.partition(" ")
                 start += len(first) + 1
             if len(span) < 2 or _norm(span) in _STOP | seen:
                 continue
             seen.add(_norm(span))
-            before, after = clause[:start].rstrip(), clause[match.end() :].lstrip(" ")
+            before = clause[:start].rstrip()
             if len(f"{before} {after}".split()) < 3:
                 continue
             question = f"{before} {_wh(span, after)} {after}".strip().rstrip(",;:") + "?"
@@ -352,6 +366,24 @@ def cloze_dreams(fact: Fact, n: int) -> list[Dream]:
             if len(dreams) >= n:
                 return dreams
     return dreams
+
+
+_VERB = re.compile(
+    r"^(?:is|was|were|are|has|had|have|became|becomes|made|makes|won|gave|took|led|built|founded|"
+    r"created|wrote|played|became|remains|remained|includes|included|holds|held)\b"
+)
+
+
+def _subject(span: str, after: str) -> str | None:
+    """The name a clause starts with, when a verb follows it: asked as "What <verb> ...?"."""
+    first, _, rest = span.partition(" ")
+    if first.lower() in ("the", "a", "an"):
+        span = rest
+    elif rest or first.lower() in _STOP or first.endswith("ly"):  # "Though Chopin ...": not a subject
+        return None
+    if not span or len(span) < 2 or not _VERB.match(after) or len(after.split()) < 3:
+        return None
+    return span
 
 
 def _wh(span: str, after: str) -> str:
@@ -389,7 +421,11 @@ def verify(dream: Dream, answer: str, fuzzy: float = 0.8) -> bool:
         return False
     if dream.polarity is not None:
         negated = bool(_NEGATION.search(answer[:40]))
-        return (bool(_AFFIRM.search(answer)) and not negated) if dream.polarity else negated
+        if not dream.polarity:
+            return negated
+        # "Yes." or a plain restatement ("Aria lives in Portland.") affirms; any denial does not
+        said_it = bool(dream.expected) and all(mentions(answer, e, fuzzy) for e in dream.expected)
+        return not negated and (bool(_AFFIRM.search(answer)) or said_it)
     if dream.expected:
         return all(mentions(answer, e, fuzzy) for e in dream.expected)
     return grounded(answer, dream.source, dream.question, fuzzy)
