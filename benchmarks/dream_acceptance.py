@@ -320,6 +320,8 @@ def main() -> None:
         **{f"{k}_change": v / ppl["base"] - 1 for k, v in ppl.items() if k != "base"},
     }
     result["wall_s"] = round(time.perf_counter() - started, 1)
+    for label in ("no_dreaming", "dreaming"):  # temporary directories are not results
+        result.get("seal", {}).get(label, {}).pop("adapter_dir", None)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str))
     args.plot.parent.mkdir(parents=True, exist_ok=True)
