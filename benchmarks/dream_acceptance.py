@@ -26,12 +26,12 @@ import re
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 from _stats import machine  # benchmarks/ is on sys.path when run as a script
 from langchain_core.messages.utils import count_tokens_approximately
+from sleep_acceptance import ask_all, cycle_from_json
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -49,11 +49,6 @@ FRIEND: dict[str, str] = {
     "is allergic to": "allergic to {o}",
     "is learning": "currently learning {o}",
 }
-
-
-def ask_all(backend, adapter: str, prompts: list[str], max_tokens: int = 32) -> list[str]:  # noqa: ANN001
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        return list(pool.map(lambda q: backend.chat(q, adapter=adapter, max_tokens=max_tokens), prompts))
 
 
 def norm(text: str) -> str:
@@ -92,6 +87,25 @@ def compositional(facts: list) -> list[tuple[str, str]]:  # noqa: ANN001
     return pairs
 
 
+def right_share(pairs: list[tuple[str, str]], answers: list[str]) -> float:
+    """Share of (question, expected) pairs whose answer contains the expected words."""
+    return sum(e.lower() in a.lower() for (_, e), a in zip(pairs, answers, strict=True)) / len(pairs)
+
+
+def fresh_memory(server, namespace: str, dreaming: bool, cycle, home: Path):  # noqa: ANN001, ANN201
+    """A memory of its own on the shared server, starting from the base model, sleeping only when told."""
+    from sleep_agent import SleepConfig, SleepMemory, SleepPolicy
+
+    server.activate(None)
+    config = SleepConfig(
+        namespace=namespace,
+        home=home / namespace,
+        dreaming=dreaming,
+        policy=SleepPolicy(pending_episodes=None, pending_tokens=None, context_fraction=None),
+    )
+    return SleepMemory(config, backend=server, cycle=cycle, token_counter=count_tokens_approximately)
+
+
 def recall(backend, adapter: str, facts: list, unseen: bool = True) -> float:  # noqa: ANN001
     questions = [f.unseen_question if unseen else f.trained_question for f in facts]
     answers = ask_all(backend, adapter, questions)
@@ -115,7 +129,6 @@ def sleep_summary(report) -> dict:  # noqa: ANN001
 
 
 def run_seal(server, passages, conditions, probe_items, home: Path) -> dict:  # noqa: ANN001
-    from sleep_agent import SleepConfig, SleepMemory, SleepPolicy
     from sleep_agent.adapters import AdapterRegistry
 
     questions = [q["question"] for p in passages for q in p["questions"]]
@@ -132,14 +145,7 @@ def run_seal(server, passages, conditions, probe_items, home: Path) -> dict:  # 
     out["in_context"] = {"accuracy": squad_score(ask_all(server, base, in_context), golds)}
     print("SEAL base / in context:", out["base"], out["in_context"], flush=True)
     for label, (dreaming, cycle) in conditions.items():
-        server.activate(None)
-        config = SleepConfig(
-            namespace=f"seal-{label}",
-            home=home / f"seal-{label}",
-            dreaming=dreaming,
-            policy=SleepPolicy(pending_episodes=None, pending_tokens=None, context_fraction=None),
-        )
-        memory = SleepMemory(config, backend=server, cycle=cycle, token_counter=count_tokens_approximately)
+        memory = fresh_memory(server, f"seal-{label}", dreaming, cycle, home)
         for i, p in enumerate(passages):
             memory.buffer.record([("user", p["context"]), ("ai", "Thanks, noted.")], thread_id=f"passage-{i}")
         report = memory.sleep()
@@ -149,7 +155,9 @@ def run_seal(server, passages, conditions, probe_items, home: Path) -> dict:  # 
             "accuracy": squad_score(answers, golds),
             "probe": probe(server, active, probe_items),
             "sleep": sleep_summary(report),
-            "adapter_dir": str(AdapterRegistry(config.home, config.namespace).path(report.adapter_version))
+            "adapter_dir": str(
+                AdapterRegistry(memory.config.home, memory.config.namespace).path(report.adapter_version)
+            )
             if report.adapter_version
             else None,
             "examples": [[q, g, a] for q, g, a in list(zip(questions, golds, answers, strict=True))[:8]],
@@ -159,8 +167,6 @@ def run_seal(server, passages, conditions, probe_items, home: Path) -> dict:  # 
 
 
 def run_retention(server, batches, conditions, probe_items, home: Path) -> dict:  # noqa: ANN001
-    from sleep_agent import SleepConfig, SleepMemory, SleepPolicy
-
     told = [f for batch in batches for f in batch]
     comp = compositional(told)
     out: dict = {"batches": [len(b) for b in batches], "compositional_questions": len(comp)}
@@ -168,18 +174,10 @@ def run_retention(server, batches, conditions, probe_items, home: Path) -> dict:
     comp_base = ask_all(server, base, [q for q, _ in comp])
     out["base"] = {
         "recall": [recall(server, base, b) for b in batches],
-        "compositional": sum(e.lower() in a.lower() for (_, e), a in zip(comp, comp_base, strict=True))
-        / len(comp),
+        "compositional": right_share(comp, comp_base),
     }
     for label, (dreaming, cycle) in conditions.items():
-        server.activate(None)
-        config = SleepConfig(
-            namespace=f"facts-{label}",
-            home=home / f"facts-{label}",
-            dreaming=dreaming,
-            policy=SleepPolicy(pending_episodes=None, pending_tokens=None, context_fraction=None),
-        )
-        memory = SleepMemory(config, backend=server, cycle=cycle, token_counter=count_tokens_approximately)
+        memory = fresh_memory(server, f"facts-{label}", dreaming, cycle, home)
         matrix, sleeps = [], []
         for b, batch in enumerate(batches):
             for i, fact in enumerate(batch):
@@ -199,8 +197,7 @@ def run_retention(server, batches, conditions, probe_items, home: Path) -> dict:
             "matrix": matrix,
             "first_batch_after_last": matrix[-1][0],
             "trained_phrasing_after_last": [recall(server, active, b, unseen=False) for b in batches],
-            "compositional": sum(e.lower() in a.lower() for (_, e), a in zip(comp, answers, strict=True))
-            / len(comp),
+            "compositional": right_share(comp, answers),
             "compositional_examples": [[q, e, a] for (q, e), a in list(zip(comp, answers, strict=True))[:6]],
             "probe": probe(server, active, probe_items),
             "sleeps": sleeps,
@@ -271,19 +268,12 @@ def main() -> None:
     from sleep_agent.models import prepare_model
     from sleep_agent.serving.vllm import VLLMServer
     from sleep_agent.sleep.gate import reference_perplexity
-    from sleep_agent.sleep.standard import CycleConfig, StandardCycle
+    from sleep_agent.sleep.standard import StandardCycle
 
     overrides = json.loads(args.cycle)
     if args.quick:
         overrides.setdefault("training", {}).update({"epochs": 1, "min_steps": 4})
-    defaults = CycleConfig().model_dump()
-    cycle_config = CycleConfig.model_validate(
-        {
-            **defaults,
-            **overrides,
-            **{k: {**defaults[k], **v} for k, v in overrides.items() if isinstance(v, dict)},
-        }
-    )
+    cycle_config = cycle_from_json(json.dumps(overrides))
     squad = json.loads((SHARED / "squad_dev.json").read_text())
     passages, reference = squad[: args.passages], [p["context"] for p in squad[-30:]]
     facts = profiles(load_facts(SHARED / "facts_dev.json", args.batches * args.batch_size))

@@ -41,6 +41,15 @@ def ask_all(backend, adapter: str, prompts: list[str], max_tokens: int = 32) -> 
         return list(pool.map(lambda q: backend.chat(q, adapter=adapter, max_tokens=max_tokens), prompts))
 
 
+def cycle_from_json(text: str):  # noqa: ANN201
+    """The default CycleConfig with the fields given as JSON; nested settings are merged, not replaced."""
+    from sleep_agent.sleep.standard import CycleConfig
+
+    defaults, overrides = CycleConfig().model_dump(), json.loads(text)
+    merged = {k: {**defaults[k], **v} if isinstance(v, dict) else v for k, v in overrides.items()}
+    return CycleConfig.model_validate({**defaults, **merged})
+
+
 def measure(backend, adapter: str, facts, probes) -> dict:  # noqa: ANN001
     from sleep_agent.eval.facts import probe_score
 
@@ -183,16 +192,9 @@ def main() -> None:
     config = SleepConfig(
         namespace="bench", home=home, policy=SleepPolicy(pending_episodes=None, pending_tokens=None)
     )
-    from sleep_agent.sleep.standard import CycleConfig, StandardCycle
+    from sleep_agent.sleep.standard import StandardCycle
 
-    overrides = json.loads(args.cycle)
-    cycle_config = CycleConfig.model_validate(
-        {
-            **CycleConfig().model_dump(),
-            **overrides,
-            "training": {**CycleConfig().training.model_dump(), **overrides.get("training", {})},
-        }
-    )
+    cycle_config = cycle_from_json(args.cycle)
     result["cycle"] = cycle_config.model_dump()
     with SleepMemory(
         config, cycle=StandardCycle(cycle_config), token_counter=count_tokens_approximately

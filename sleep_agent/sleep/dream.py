@@ -19,12 +19,12 @@ import random
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sleep_agent.sleep import gate
 from sleep_agent.sleep.consolidate import ChatSample
 from sleep_agent.sleep.extract import Fact
 
@@ -237,9 +237,7 @@ def generate(
             if fact.subject and fact.relation in PHRASINGS:
                 dreams += _paraphrases(fact, "rehearsal", 1)
             elif fact.relation is None:
-                dreams += [
-                    Dream("rehearsal", d.question, d.source, d.expected) for d in cloze_dreams(fact, 1)
-                ]
+                dreams += [replace(d, kind="rehearsal") for d in cloze_dreams(fact, 1)]
     if "self_question" in kinds and write is not None:
         dreams += self_questions(new, write, config.per_memory)
     return _unique(dreams)
@@ -257,10 +255,14 @@ def _descriptor(fact: Fact) -> str:
     return DESCRIPTORS[fact.relation].format(o=fact.keyword, a=_article(fact))  # type: ignore[index]
 
 
-def _inverse(fact: Fact, people: Sequence[Fact]) -> list[Dream]:
-    # only when the memory picks out one person: otherwise the question has no single answer
+def _picks_out_one(fact: Fact, people: Sequence[Fact]) -> bool:
+    """Does this memory name one person only? Otherwise a question built on it has no single answer."""
     same = [f for f in people if f.relation == fact.relation and _norm(f.keyword) == _norm(fact.keyword)]
-    if len({f.subject for f in same}) != 1:
+    return len({f.subject for f in same}) == 1
+
+
+def _inverse(fact: Fact, people: Sequence[Fact]) -> list[Dream]:
+    if not _picks_out_one(fact, people):
         return []
     question = f"Who is the person {_descriptor(fact)}?"
     return [Dream("inverse", question, fact.statement, (fact.subject,), episode_id=fact.episode_id)]  # type: ignore[arg-type]
@@ -297,16 +299,9 @@ def _compositions(new: Sequence[Fact], people: Sequence[Fact], rng: random.Rando
     new_ids = {id(f) for f in new}
     dreams = []
     for facts in by_subject.values():
-        for first in facts:
+        for first in [f for f in facts if _picks_out_one(f, people)]:
             for second in facts:
                 if first.relation == second.relation or not (id(first) in new_ids or id(second) in new_ids):
-                    continue
-                unique = [
-                    f
-                    for f in people
-                    if f.relation == first.relation and _norm(f.keyword) == _norm(first.keyword)
-                ]
-                if len({f.subject for f in unique}) != 1:
                     continue
                 question = ABOUT[second.relation].format(s=f"the person {_descriptor(first)}")  # type: ignore[index]
                 source = f"{first.statement} {second.statement}"
@@ -370,7 +365,7 @@ def cloze_dreams(fact: Fact, n: int) -> list[Dream]:
 
 _VERB = re.compile(
     r"^(?:is|was|were|are|has|had|have|became|becomes|made|makes|won|gave|took|led|built|founded|"
-    r"created|wrote|played|became|remains|remained|includes|included|holds|held)\b"
+    r"created|wrote|played|remains|remained|includes|included|holds|held)\b"
 )
 
 
@@ -538,9 +533,7 @@ def _within_budget(
 
 
 def ask_all(ask: Ask, prompts: Sequence[str]) -> list[str]:
-    # concurrent, so that vLLM answers them in one batch
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        return list(pool.map(ask, prompts))
+    return gate.ask_all(ask, prompts, workers=16)  # teacher prompts are short: a larger batch
 
 
 # -- small text helpers ------------------------------------------------------------------------

@@ -94,20 +94,20 @@ def recall_of(ask: Ask, facts: Sequence[Fact]) -> float | None:
     asked = [f for f in facts if f.held_out]
     if not asked:
         return None
-    answers = _ask_all(ask, [f.held_out for f in asked])  # type: ignore[misc]
+    answers = ask_all(ask, [f.held_out for f in asked])  # type: ignore[misc]
     return sum(f.keyword.lower() in a.lower() for f, a in zip(asked, answers, strict=True)) / len(asked)
 
 
 def probe_of(ask: Ask) -> int:
-    answers = _ask_all(ask, [q for q, _ in GATE_PROBE])
+    answers = ask_all(ask, [q for q, _ in GATE_PROBE])
     return sum(
         any(k.lower() in a.lower() for k in keys) for (_, keys), a in zip(GATE_PROBE, answers, strict=True)
     )
 
 
-def _ask_all(ask: Ask, questions: Sequence[str]) -> list[str]:
-    # concurrent, so that vLLM answers them in one batch
-    with ThreadPoolExecutor(max_workers=8) as pool:
+def ask_all(ask: Ask, questions: Sequence[str], workers: int = 8) -> list[str]:
+    """Each question through ``ask``, concurrently, so that vLLM answers them in one batch."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(ask, questions))
 
 

@@ -162,7 +162,7 @@ class StandardCycle:
                     self.config.gate,
                 )
             report.metrics.update(result.metrics())
-            if memory.config.dreaming and "dreams" in report.metrics:
+            if self.last_night is not None:  # this sleep dreamed
                 report.metrics["dreams"]["learned"] = self._learned(memory, name)
             if not result.accepted:
                 _withdraw(backend, registry, name, version)
