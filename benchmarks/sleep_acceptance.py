@@ -8,7 +8,7 @@ On the default model with vLLM serving on CPU (it keeps running beside the sleep
    extractor trains ("Where does Aria live?") and on a phrasing written here that no stage of the
    cycle ever sees ("In which city does Aria reside?");
 3. the general probe (general_probe.jsonl, 20 items) and a larger probe of our own (40 items,
-   benchmarks/data/probe_large.jsonl), and perplexity on held-out reference text (SQuAD passages);
+   sleep_agent/eval/data/probe_large.jsonl), and perplexity on held-out reference text (SQuAD passages);
 4. one ``memory.sleep()`` with the default cycle, timed per stage;
 5. the same measures after, and, in the same run, the hand-made baseline of the issue: no critic,
    no gate, clean templates, 30 anchors, LoRA r=16, lr 2e-4, 4 epochs.
@@ -183,7 +183,7 @@ def main() -> None:
     facts = load_facts(SHARED / "facts_dev.json", args.facts)
     probes = {
         "general_probe": load_probe(SHARED / "general_probe.jsonl"),
-        "probe_large": load_probe(REPO / "benchmarks/data/probe_large.jsonl"),
+        "probe_large": load_probe(REPO / "sleep_agent/eval/data/probe_large.jsonl"),
     }
     reference = [p["context"] for p in json.loads((SHARED / "squad_dev.json").read_text())[-30:]]
     result: dict = {"facts": len(facts), "machine": machine("torch", "vllm", "peft", "transformers")}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -174,6 +175,68 @@ def adapters_rollback_cmd(
     except SleepAgentError as exc:
         raise _fail(exc) from exc
     typer.echo(f"{namespace}: current v{before} -> v{version}")
+
+
+class Protocol(StrEnum):
+    p1 = "p1"
+    p2 = "p2"
+    p3 = "p3"
+    p4 = "p4"
+    p5 = "p5"
+    p6 = "p6"
+
+
+@app.command("eval")
+def eval_cmd(
+    protocol: Annotated[
+        Protocol,
+        typer.Argument(
+            help="p1 fact recall, p2 continual retention, p3 general regression, p4 knowledge "
+            "incorporation (SEAL), p5 memory QA on any data set, p6 dream utility"
+        ),
+    ],
+    data: Annotated[
+        Path | None, typer.Option(help="data set file (p5: any JSONL in the documented form)")
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="a size that runs in minutes")] = False,
+    seeds: Annotated[
+        int, typer.Option(min=1, help="repeats with different seeds where there is randomness")
+    ] = 1,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="folder for the JSON result and the plots [default: ~/.sleep_agent/eval]"),
+    ] = None,
+    model: ModelOpt = "default",
+    serving: Annotated[str, typer.Option(help="'vllm' (a real server) or 'local' (in-process)")] = "vllm",
+    data_dir: Annotated[
+        Path | None, typer.Option(help="folder of the development data sets (default: $SLEEP_AGENT_DATA)")
+    ] = None,
+) -> None:
+    """Run an evaluation protocol; writes <protocol>.json and PNG plots into --out, prints the table."""
+    from rich.table import Table
+
+    from sleep_agent.eval.datasets import DatasetError
+    from sleep_agent.eval.protocol import EvalOptions
+    from sleep_agent.eval.run import evaluate, table_of
+
+    if serving not in ("vllm", "local"):
+        raise _fail(SleepAgentError(f"--serving {serving!r}: use 'vllm' or 'local'"))
+    out = out or Path.home() / ".sleep_agent" / "eval"
+    options = EvalOptions(quick=quick, seeds=seeds, data=data, data_dir=data_dir)
+    try:
+        result = evaluate(protocol.value, options, out, model=model, serving=serving)  # type: ignore[arg-type]
+    except (DatasetError, SleepAgentError) as exc:
+        raise _fail(exc) from exc
+    title, columns, rows = table_of(result)
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+    typer.echo(
+        f"wrote {out / (protocol.value + '.json')} and {', '.join(result['plots'])} ({result['wall_s']} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -157,6 +157,10 @@ class SleepMemory:
 
     # -- the memory ------------------------------------------------------------------------
 
+    def recall_text(self, query: str) -> str:
+        """The memory message recall_node would inject for ``query`` ("" when nothing is recalled)."""
+        return self._format_memories(self.recall(query))
+
     def recall(self, query: str) -> list[Recalled]:
         """The episodes recall_node would consider for ``query``, nearest first."""
         statuses = ("pending", "consolidated") if self.config.recall.include_consolidated else ("pending",)

@@ -60,7 +60,7 @@ def _questions(path: Path) -> set[str]:
 @pytest.mark.skipif(not (SHARED_DATA / "general_probe.jsonl").exists(), reason="shared data not present")
 def test_no_evaluation_question_is_trained_or_used_by_the_gate():
     evaluated = _questions(SHARED_DATA / "general_probe.jsonl") | _questions(
-        REPO / "benchmarks/data/probe_large.jsonl"
+        REPO / "sleep_agent/eval/data/probe_large.jsonl"
     )
     used = {q.lower() for q in ANCHOR_PROMPTS} | {q.lower() for q, _ in GATE_PROBE}
     assert not evaluated & used

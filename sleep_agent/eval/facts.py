@@ -8,10 +8,13 @@ reside?"), so that recall can be measured on words the adapter never saw.
 from __future__ import annotations
 
 import json
+import random
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 UNSEEN: dict[str, str] = {
     "lives in": "In which city does {s} reside?",
@@ -77,3 +80,30 @@ def load_probe(path: Path) -> list[tuple[str, list[str]]]:
 
 def probe_score(items: Sequence[tuple[str, Sequence[str]]], answers: Sequence[str]) -> int:
     return sum(any(k.lower() in a.lower() for k in keys) for (_, keys), a in zip(items, answers, strict=True))
+
+
+ACKS = ["Got it, thanks for telling me.", "Noted!", "Thanks, I'll keep that in mind."]
+
+
+def tell(memory: Any, facts: Sequence[PersonFact], *, thread: str = "conversation") -> list[float]:
+    """Record each fact as a conversation turn, five turns per conversation; seconds per record."""
+    seconds = []
+    for i, fact in enumerate(facts):
+        started = time.perf_counter()
+        memory.buffer.record(
+            [("user", fact.told(i)), ("ai", ACKS[i % len(ACKS)])], thread_id=f"{thread}-{i // 5}"
+        )
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def sample_facts(path: Path, n: int, seed: int) -> list[PersonFact]:
+    """``n`` facts spread over the relations; seed 0 takes the first ones, other seeds shuffle the pool."""
+    pool = load_facts(path, 200)
+    if seed:
+        random.Random(seed).shuffle(pool)
+        by_relation: dict[str, list[PersonFact]] = defaultdict(list)
+        for fact in pool:
+            by_relation[fact.relation].append(fact)
+        pool = [f for row in zip(*by_relation.values(), strict=False) for f in row]
+    return pool[:n]

