@@ -35,3 +35,19 @@ def test_the_buffer_example_in_the_memory_guide_runs_and_its_claims_hold():
     code = checked(block)
     assert code.count("assert") == 2  # the query claim and the counts claim are checked
     exec(compile(code, "docs/memory.md", "exec"), {})
+
+
+def test_the_scoring_example_in_the_evaluation_guide_runs_and_its_claims_hold():
+    (block,) = python_blocks(REPO / "docs" / "evaluation.md")
+    code = checked(block)
+    assert code.count("assert") == 4
+    exec(compile(code, "docs/evaluation.md", "exec"), {})
+
+
+def test_the_memory_qa_example_line_in_the_evaluation_guide_loads(tmp_path):
+    from sleep_agent.eval.datasets import load_memory_qa
+
+    (line,) = re.findall(r"```json\n(.*?)\n```", (REPO / "docs" / "evaluation.md").read_text(), flags=re.S)
+    (tmp_path / "example.jsonl").write_text(line + "\n")
+    (item,) = load_memory_qa(tmp_path / "example.jsonl")
+    assert item.questions[0].answers == ["Lyon"]
