@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 CLI    := $(VENV)/bin/sleep-agent
 STAMP  := $(VENV)/.installed
 
-.PHONY: install model demo test test-fast bench lint clean
+.PHONY: install model demo test test-fast bench eval-quick lint clean
 
 $(STAMP): pyproject.toml scripts/install.sh
 	bash scripts/install.sh
@@ -29,6 +29,10 @@ bench: model
 	$(PY) benchmarks/swap_latency.py
 	$(PY) benchmarks/memory_overhead.py
 	$(PY) benchmarks/sleep_acceptance.py
+
+# Every evaluation protocol at its quick size; results and plots under docs/eval/quick.
+eval-quick: model
+	for p in p1 p2 p3 p4 p5 p6; do $(CLI) eval $$p --quick --out docs/eval/quick || exit 1; done
 
 lint: install
 	$(VENV)/bin/ruff check sleep_agent tests examples graphs benchmarks && $(VENV)/bin/ruff format --check sleep_agent tests examples graphs benchmarks
