@@ -82,3 +82,4 @@ def test_p5_runs_on_a_data_set_it_has_never_seen_and_reports_every_condition(tmp
     assert all((out / p).stat().st_size > 10_000 for p in result["plots"])
     title, columns, rows = table_of(saved)
     assert "P5" in title and len(rows) == 5 and "prompt tokens" in " ".join(columns)
+    assert "| full context |" in (out / "p5.md").read_text()

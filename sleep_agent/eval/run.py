@@ -81,6 +81,7 @@ def evaluate(
     (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
     result["plots"] = [str(p.name) for p in module.plot(result, out_dir)]
     (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
+    (out_dir / f"{name}.md").write_text(markdown(result))
     return result
 
 
@@ -94,3 +95,16 @@ def table_of(result: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
         columns,
         rows,
     )
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The result's table in Markdown, with the machine and wall time, for the docs."""
+    title, columns, rows = table_of(result)
+    lines = [f"**{title}**", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    info = result.get("machine", {})
+    lines += [
+        "",
+        f"{info.get('cpus')} CPUs, torch {info.get('torch')}, {result.get('serving')} serving; {result.get('wall_s')} s",
+    ]
+    return "\n".join(lines) + "\n"
