@@ -33,8 +33,6 @@ from _stats import machine  # benchmarks/ is on sys.path when run as a script
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 
-ACKS = ["Got it, thanks for telling me.", "Noted!", "Thanks, I'll keep that in mind."]
-
 
 def ask_all(backend, adapter: str, prompts: list[str], max_tokens: int = 32) -> list[str]:  # noqa: ANN001
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -92,14 +90,6 @@ def perplexity(model_path: Path, adapter_dir: Path | None, texts: list[str]) -> 
             nll += float(loss) * (ids.shape[1] - 1)
             count += ids.shape[1] - 1
     return math.exp(nll / count)
-
-
-def tell(memory, facts) -> None:  # noqa: ANN001
-    """Record each fact as a conversation turn, five turns per conversation."""
-    for i, fact in enumerate(facts):
-        memory.buffer.record(
-            [("user", fact.told(i)), ("ai", ACKS[i % len(ACKS)])], thread_id=f"conversation-{i // 5}"
-        )
 
 
 def baseline_samples(facts, anchors_answer) -> list:  # noqa: ANN001
@@ -177,7 +167,7 @@ def main() -> None:
 
     from sleep_agent import SleepConfig, SleepMemory, SleepPolicy
     from sleep_agent.adapters import AdapterRegistry
-    from sleep_agent.eval.facts import load_facts, load_probe
+    from sleep_agent.eval.facts import load_facts, load_probe, tell
     from sleep_agent.sleep.consolidate import LoraTrainConfig, train_adapter
 
     facts = load_facts(SHARED / "facts_dev.json", args.facts)

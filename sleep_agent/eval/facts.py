@@ -65,11 +65,16 @@ class PersonFact:
 
 def load_facts(path: Path, n: int) -> list[PersonFact]:
     """``n`` facts spread evenly over the relations (the file is ordered by relation)."""
+    rows = json.loads(Path(path).read_text())
+    return _spread([PersonFact(r["subject"], r["relation"], r["object"]) for r in rows])[:n]
+
+
+def _spread(facts: Sequence[PersonFact]) -> list[PersonFact]:
+    """One fact of each relation in turn, keeping each relation's order."""
     by_relation: dict[str, list[PersonFact]] = defaultdict(list)
-    for row in json.loads(Path(path).read_text()):
-        by_relation[row["relation"]].append(PersonFact(row["subject"], row["relation"], row["object"]))
-    rows = zip(*by_relation.values(), strict=False)
-    return [fact for row in rows for fact in row][:n]
+    for fact in facts:
+        by_relation[fact.relation].append(fact)
+    return [fact for row in zip(*by_relation.values(), strict=False) for fact in row]
 
 
 def load_probe(path: Path) -> list[tuple[str, list[str]]]:
@@ -102,8 +107,5 @@ def sample_facts(path: Path, n: int, seed: int) -> list[PersonFact]:
     pool = load_facts(path, 200)
     if seed:
         random.Random(seed).shuffle(pool)
-        by_relation: dict[str, list[PersonFact]] = defaultdict(list)
-        for fact in pool:
-            by_relation[fact.relation].append(fact)
-        pool = [f for row in zip(*by_relation.values(), strict=False) for f in row]
+        pool = _spread(pool)
     return pool[:n]
