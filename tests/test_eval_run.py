@@ -83,3 +83,29 @@ def test_p5_runs_on_a_data_set_it_has_never_seen_and_reports_every_condition(tmp
     title, columns, rows = table_of(saved)
     assert "P5" in title and len(rows) == 5 and "prompt tokens" in " ".join(columns)
     assert "| full context |" in (out / "p5.md").read_text()
+
+
+def test_p2_table_says_which_sleeps_the_gate_rejected():
+    """A rejected sleep leaves its batch at the base level; the table must say why, not just show 0%."""
+    sleeps = [
+        {"adapter_version": 1, "gate_reason": "recall 0% -> 100%, probe 11 -> 10"},
+        {"adapter_version": None, "gate_reason": "earlier memories fell 100% -> 80%"},
+    ]
+    result = {
+        "protocol": "p2",
+        "batches": 2,
+        "batch_size": 5,
+        "base": [0.0, 0.0],
+        "matrix": [[1.0], [1.0, 0.0]],
+        "scores": {"acc": 0.5, "bwt": 0.0, "first_batch_forgetting": 0.0},
+        "first_batch_last": {"mean": 1.0, "ci_low": 1.0, "ci_high": 1.0},
+        "seeds": [{"sleeps": sleeps}],
+        "options": {"quick": True, "seeds": 1},
+    }
+    _, columns, rows = table_of(result)
+    assert columns[-1] == "gate"
+    assert rows[1][-1].startswith("published: recall 0% -> 100%")
+    assert rows[2][-1] == "rejected: earlier memories fell 100% -> 80%"
+    result["seeds"].append({"sleeps": [sleeps[0], sleeps[0]]})
+    _, _, rows = table_of(result)
+    assert rows[2][-1] == "published in 1/2 seeds"

@@ -81,18 +81,28 @@ def run(h: Harness, options: EvalOptions) -> dict[str, Any]:
 
 def table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     k = result["batches"]
-    columns = ["after sleep", *[f"batch {i + 1}" for i in range(k)]]
-    rows = [["base model", *[f"{v:.0%}" for v in result["base"]]]]
+    columns = ["after sleep", *[f"batch {i + 1}" for i in range(k)], "gate"]
+    rows = [["base model", *[f"{v:.0%}" for v in result["base"]], ""]]
     for t, row in enumerate(result["matrix"]):
-        rows.append([str(t + 1), *[f"{v:.0%}" for v in row], *[""] * (k - len(row))])
+        rows.append([str(t + 1), *[f"{v:.0%}" for v in row], *[""] * (k - len(row)), gate_text(result, t)])
     scores = result["scores"]
     bwt = "n/a" if scores["bwt"] is None else f"{scores['bwt']:+.0%}"
-    pad = [""] * (k - 1)
+    pad = [""] * k
     rows.append(["ACC (mean after the last sleep)", f"{scores['acc']:.0%}", *pad])
     rows.append(["backward transfer (BWT)", bwt, *pad])
     rows.append(["worst forgetting of batch 1", f"{scores['first_batch_forgetting']:.0%}", *pad])
-    rows.append(["batch 1 after the last sleep", ci_text(result["first_batch_last"]), *[""] * (k - 1)])
+    rows.append(["batch 1 after the last sleep", ci_text(result["first_batch_last"]), *pad])
     return columns, rows
+
+
+def gate_text(result: dict[str, Any], t: int) -> str:
+    """What the gate did with sleep ``t``: a rejected sleep leaves its batch pending, so say so."""
+    sleeps = [s["sleeps"][t] for s in result["seeds"]]
+    if len(sleeps) == 1:
+        verdict = "published" if sleeps[0].get("adapter_version") else "rejected"
+        return f"{verdict}: {sleeps[0].get('gate_reason', '')}".rstrip(": ")
+    published = sum(1 for s in sleeps if s.get("adapter_version"))
+    return f"published in {published}/{len(sleeps)} seeds"
 
 
 def plot(result: dict[str, Any], out_dir: Path) -> list[Path]:
