@@ -39,3 +39,7 @@ class InvalidEpisodeError(SleepAgentError, ValueError):
 
 class BufferUnavailableError(SleepAgentError):
     """The episode buffer (Chroma, embedded or server) cannot be opened or reached."""
+
+
+class NamespaceBusyError(SleepAgentError):
+    """Another sleep of the same namespace is running (in this memory, another one, or another process)."""

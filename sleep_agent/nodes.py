@@ -24,7 +24,8 @@ from langgraph.graph import END, MessagesState
 from sleep_agent.buffer import EpisodeBuffer, Recalled
 from sleep_agent.config import SleepConfig
 from sleep_agent.episodes import RECALL_MARKER, Episode, TokenCounter, is_recall_message, last_turn
-from sleep_agent.errors import SleepAgentError
+from sleep_agent.errors import NamespaceBusyError, SleepAgentError
+from sleep_agent.locks import NamespaceLock
 from sleep_agent.policy import SleepDecision, decide
 from sleep_agent.sleep.cycle import SleepCycle, SleepReport
 
@@ -77,6 +78,7 @@ class SleepMemory:
         self._token_counter = token_counter
         self.buffer = EpisodeBuffer.from_config(self.config, token_counter=self.count_tokens)
         self._sleep_lock = threading.Lock()
+        self._namespace_lock = NamespaceLock(self.config.home, self.config.namespace)
         self._sleep_thread: threading.Thread | None = None
         self._requested = threading.Event()
         self._consolidated_messages: set[str] = set()
@@ -147,7 +149,11 @@ class SleepMemory:
         if self.config.policy.background:
             started = self.sleep_in_background(trigger=trigger)
             return {"sleep_requested": False, "sleep_decision": {**decision, "background": started}}
-        report = self.sleep(trigger=trigger)
+        try:
+            report = self.sleep(trigger=trigger)
+        except NamespaceBusyError as e:  # another process is consolidating; this turn goes on
+            log.info("not sleeping: %s", e)
+            return {"sleep_requested": False, "sleep_decision": {**decision, "skipped": str(e)}}
         messages: list[BaseMessage] = state.get("messages", [])
         return {
             "messages": self._trim(messages),
@@ -200,16 +206,24 @@ class SleepMemory:
         if not self._sleep_lock.acquire(blocking=False):
             raise SleepAgentError("a sleep cycle is already running for this memory; wait() for it first")
         try:
-            return self._run_cycle(trigger)
+            with self._namespace_lock:  # NamespaceBusyError when another memory or process sleeps it
+                return self._run_cycle(trigger)
         finally:
             self._sleep_lock.release()
 
     def sleep_in_background(self, *, trigger: str = "requested") -> bool:
         """Start a cycle in a thread; the agent keeps serving the previous adapter meanwhile.
 
-        Returns False (and starts nothing) when a cycle is already running.
+        Returns False (and starts nothing) when a cycle of this namespace is already running, here
+        or in another memory or process.
         """
         if not self._sleep_lock.acquire(blocking=False):
+            return False
+        try:
+            self._namespace_lock.acquire()
+        except NamespaceBusyError as e:
+            self._sleep_lock.release()
+            log.info("not sleeping: %s", e)
             return False
 
         def run() -> None:
@@ -218,6 +232,7 @@ class SleepMemory:
             except Exception:  # the report holds the error; a background thread has no caller
                 log.exception("background sleep cycle failed")
             finally:
+                self._namespace_lock.release()
                 self._sleep_lock.release()
 
         self._sleep_thread = threading.Thread(target=run, name=f"sleep-{self.config.namespace}", daemon=True)
