@@ -184,6 +184,7 @@ class Protocol(StrEnum):
     p4 = "p4"
     p5 = "p5"
     p6 = "p6"
+    p7 = "p7"
 
 
 @app.command("eval")
@@ -192,7 +193,7 @@ def eval_cmd(
         Protocol,
         typer.Argument(
             help="p1 fact recall, p2 continual retention, p3 general regression, p4 knowledge "
-            "incorporation (SEAL), p5 memory QA on any data set, p6 dream utility"
+            "incorporation (SEAL), p5 memory QA on any data set, p6 dream utility, p7 memory poisoning (no model)"
         ),
     ],
     data: Annotated[
@@ -234,9 +235,8 @@ def eval_cmd(
     for row in rows:
         table.add_row(*row)
     Console().print(table)
-    typer.echo(
-        f"wrote {out / (protocol.value + '.json')} and {', '.join(result['plots'])} ({result['wall_s']} s)"
-    )
+    written = [str(out / (protocol.value + ".json")), *result["plots"]]
+    typer.echo(f"wrote {', '.join(written)} ({result['wall_s']} s)")
 
 
 if __name__ == "__main__":

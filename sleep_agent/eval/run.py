@@ -17,7 +17,7 @@ from sleep_agent.eval.protocol import EvalOptions
 
 
 def protocols() -> dict[str, ModuleType]:
-    from sleep_agent.eval import dreams, incorporation, memory_qa, recall, regression, retention
+    from sleep_agent.eval import dreams, incorporation, memory_qa, poisoning, recall, regression, retention
 
     return {
         "p1": recall,
@@ -26,6 +26,7 @@ def protocols() -> dict[str, ModuleType]:
         "p4": incorporation,
         "p5": memory_qa,
         "p6": dreams,
+        "p7": poisoning,
     }
 
 
@@ -69,9 +70,12 @@ def evaluate(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with Harness(model=model, serving=serving, cycle=cycle, progress=progress) as h:
-        result = module.run(h, options)
-        result["server_start_s"] = getattr(h, "server_start_s", None)
+    if getattr(module, "NEEDS_MODEL", True):
+        with Harness(model=model, serving=serving, cycle=cycle, progress=progress) as h:
+            result = module.run(h, options)
+            result["server_start_s"] = getattr(h, "server_start_s", None)
+    else:
+        result = module.run(None, options)
     result["wall_s"] = round(time.perf_counter() - started, 1)
     result["options"] = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}
     result["options"].pop("data_dir", None)  # a folder of this machine, not a result
