@@ -236,6 +236,10 @@ class EpisodeBuffer:
         """Move episodes to ``status``. Unknown ids raise before anything changes."""
         if status not in STATUSES:
             raise ValueError(f"status={status!r} is not one of {', '.join(STATUSES)}")
+        if adapter_version is not None and (
+            isinstance(adapter_version, bool) or not isinstance(adapter_version, int) or adapter_version < 1
+        ):
+            raise ValueError(f"adapter_version must be a version number (1, 2, ...), got {adapter_version!r}")
         if status == "deleted":
             return self.delete(ids, reason=reason)
         with self._lock:
@@ -313,6 +317,8 @@ class EpisodeBuffer:
         """The ``k`` episodes nearest in meaning to ``text``, among those with the given statuses."""
         if not isinstance(text, str) or not text.strip():
             raise ValueError("query text must be a non-empty string")
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise TypeError(f"k must be a whole number, got {k!r}")
         _check_statuses(statuses)
         if where and "status" in where:
             raise ValueError("filter on status with statuses=..., not in where")

@@ -7,6 +7,7 @@ train only on grounded content: what the user or a tool said, never what the mod
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -151,8 +152,7 @@ def episode_from_messages(
             "the messages hold no text: an episode needs at least one message with text content "
             "or a tool call (images and other non-text blocks are not recorded)"
         )
-    if reward is not None and not isinstance(reward, int | float):
-        raise InvalidEpisodeError(f"reward must be a number, got {type(reward).__name__}")
+    _check_labels(thread_id, outcome, reward)
     counter = token_counter or count_tokens_approximately
     tokens = int(counter(parsed))
     if max_tokens is not None and tokens > max_tokens:
@@ -172,6 +172,18 @@ def episode_from_messages(
         outcome=outcome,
         reward=float(reward) if reward is not None else None,
     )
+
+
+def _check_labels(thread_id: Any, outcome: Any, reward: Any) -> None:
+    if not isinstance(thread_id, str) or not thread_id.strip():
+        raise InvalidEpisodeError(f"thread_id must be a non-empty string, got {thread_id!r}")
+    if outcome is not None and not isinstance(outcome, str):
+        raise InvalidEpisodeError(f"outcome must be a string or None, got {type(outcome).__name__}")
+    # bool is an int to Python, and NaN or infinity would poison every average taken over rewards
+    if reward is not None and (
+        isinstance(reward, bool) or not isinstance(reward, int | float) or not math.isfinite(reward)
+    ):
+        raise InvalidEpisodeError(f"reward must be a finite number or None, got {reward!r}")
 
 
 def _parse_messages(messages: Sequence[Any]) -> list[BaseMessage]:

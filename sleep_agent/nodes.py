@@ -257,6 +257,12 @@ class SleepMemory:
         """
         if ids is None and text is None:
             raise ValueError("forget() needs ids=[...] or text='...'")
+        if isinstance(ids, str | bytes):
+            raise TypeError(
+                f"forget(ids=...) takes a list of episode ids, got the string {ids!r}; use ids=[...]"
+            )
+        if text is not None and (not isinstance(text, str) or not text.strip()):
+            raise ValueError(f"forget(text=...) needs a non-empty string, got {text!r}")
         targets = list(ids or [])
         if text is not None:
             targets += self.buffer.find_ids(text)
