@@ -92,7 +92,13 @@ class AdapterRegistry:
         pointer = self.root / _POINTER
         if not pointer.is_file():
             return None
-        version = int(json.loads(pointer.read_text())["version"])
+        try:
+            version = int(json.loads(pointer.read_text())["version"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise AdapterLoadError(
+                f"{pointer} cannot be read ({type(e).__name__}: {e}); run `sleep-agent doctor --repair` "
+                "to point it at the newest published version"
+            ) from None
         return version if version in self.versions() else None
 
     def next_version(self) -> int:
@@ -160,14 +166,19 @@ class AdapterRegistry:
         self.set_current(to)
         return to
 
-    def clean(self) -> int:
-        """Remove what a crash left: temporary files and staged versions never committed."""
-        leftovers = [p for p in self.root.iterdir() if p.name.startswith((".v", ".current-", ".manifest-"))]
-        leftovers += [
+    def leftovers(self) -> list[Path]:
+        """What a crash left: temporary files and staged versions never committed."""
+        found = [p for p in self.root.iterdir() if p.name.startswith((".v", ".current-", ".manifest-"))]
+        found += [
             p
             for p in self.root.iterdir()
             if _VERSION_DIR.match(p.name) and p.is_dir() and not (p / "manifest.json").exists()
         ]
+        return sorted(found)
+
+    def clean(self) -> int:
+        """Remove the leftovers; only safe while no sleep of this namespace runs (its lock held)."""
+        leftovers = self.leftovers()
         for path in leftovers:
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         return len(leftovers)

@@ -177,6 +177,38 @@ def adapters_rollback_cmd(
     typer.echo(f"{namespace}: current v{before} -> v{version}")
 
 
+@app.command("doctor")
+def doctor_cmd(
+    home: HomeOpt = Path(".sleep_agent"),
+    repair: Annotated[
+        bool, typer.Option("--repair", help="fix what is found (default: only report)")
+    ] = False,
+    chroma_url: Annotated[
+        str | None, typer.Option(help="the Chroma server of the buffer, when it is not embedded under --home")
+    ] = None,
+) -> None:
+    """Find (and with --repair, fix) what an interrupted sleep left: scratch, pointer, unmarked episodes.
+
+    Exits 1 when something is found and not repaired. A namespace that is sleeping now is skipped.
+    """
+    from sleep_agent.config import BufferConfig, SleepConfig
+    from sleep_agent.doctor import diagnose
+
+    if not home.is_dir():
+        raise _fail(SleepAgentError(f"{home} is not a directory: pass the memory's --home"))
+    try:
+        findings = diagnose(SleepConfig(home=home, buffer=BufferConfig(url=chroma_url)), repair=repair)
+    except SleepAgentError as exc:
+        raise _fail(exc) from exc
+    for finding in findings:
+        typer.echo(str(finding))
+    if not findings:
+        typer.echo(f"{home}: nothing to repair")
+    elif not repair:
+        typer.echo("run again with --repair to fix these")
+        raise typer.Exit(code=1)
+
+
 class Protocol(StrEnum):
     p1 = "p1"
     p2 = "p2"

@@ -116,3 +116,29 @@ def test_a_refused_or_crashed_candidate_leaves_no_trace(tmp_path: Path):
     with pytest.raises(AdapterLoadError):
         reg.commit(Manifest("alice", 2, 1))  # nothing staged
     assert reg.current() == 1
+
+
+def test_an_unreadable_pointer_names_the_doctor_which_repairs_it_and_leaves_a_rollback_alone(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from sleep_agent.cli import app
+
+    home = tmp_path / "home"
+    reg = AdapterRegistry(home, "alice")
+    for v in (1, 2, 3):
+        reg.publish(fake_adapter(tmp_path / f"a{v}", str(v)), Manifest("alice", v, v - 1 or None))
+    reg.rollback(to=1)  # chosen by the user: v2 and v3 are newer, but this is no publish cut short
+    runner = CliRunner()
+    clean = runner.invoke(app, ["doctor", "--home", str(home)])
+    assert clean.exit_code == 0 and "nothing to repair" in clean.stdout and reg.current() == 1
+
+    (reg.root / "current.json").write_text("{not json")
+    with pytest.raises(AdapterLoadError, match="sleep-agent doctor --repair"):
+        reg.current()
+    found = runner.invoke(app, ["doctor", "--home", str(home)])
+    assert found.exit_code == 1 and "the pointer cannot be read" in found.stdout
+    repaired = runner.invoke(app, ["doctor", "--home", str(home), "--repair"])
+    assert (
+        repaired.exit_code == 0 and "repaired: point at the newest published version, v3" in repaired.stdout
+    )
+    assert reg.current() == 3

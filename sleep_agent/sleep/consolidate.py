@@ -190,7 +190,8 @@ def train_adapter(
     previous_threads = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
-    scratch = tempfile.TemporaryDirectory(prefix="sleep-agent-train-")
+    Path(output_dir).parent.mkdir(parents=True, exist_ok=True)
+    scratch = tempfile.TemporaryDirectory(prefix=".train-", dir=Path(output_dir).parent)  # beside the output
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)

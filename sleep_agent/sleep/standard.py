@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from sleep_agent.adapters import AdapterRegistry, Manifest
+from sleep_agent.doctor import scratch_dir
 from sleep_agent.episodes import Episode
 from sleep_agent.serving.base import adapter_name
 from sleep_agent.sleep import dream
@@ -131,7 +132,9 @@ class StandardCycle:
         samples = memories + anchors
         version = registry.next_version()
         name = adapter_name(memory.config.namespace, version)
-        with tempfile.TemporaryDirectory(prefix="sleep-candidate-") as scratch:
+        scratch_root = scratch_dir(memory.config.home, memory.config.namespace)  # a kill's leftovers: doctor
+        scratch_root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="sleep-candidate-", dir=scratch_root) as scratch:
             with _timed(timings, "consolidate"):
                 trained = train_adapter(
                     memory.model_path,

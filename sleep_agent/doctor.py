@@ -1,0 +1,189 @@
+"""Find and repair what a killed process leaves behind: ``sleep-agent doctor [--repair]``.
+
+Every write of a sleep is atomic (files appear whole, the manifest before the pointer, the buffer
+marked last), so a kill never corrupts; it can leave work half done. Per namespace, under its
+sleep lock (a running sleep is never touched), the doctor looks for:
+
+- scratch files: staged candidates without a manifest, temporary pointer and manifest files,
+  training scratch under ``<home>/tmp/<namespace>``, half-written reports;
+- a pointer that cannot be read or names no published version;
+- an interrupted publish: the newest version has its manifest, but the pointer never moved to it
+  (its parent is the current version and its new episodes are still pending);
+- published but never marked: episodes in the current version's manifest still pending;
+- episodes marked into a version that was never published.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sleep_agent.adapters import AdapterRegistry
+from sleep_agent.config import SleepConfig
+from sleep_agent.errors import NamespaceBusyError
+from sleep_agent.locks import NamespaceLock
+
+if TYPE_CHECKING:
+    from sleep_agent.buffer import EpisodeBuffer
+
+
+@dataclass
+class Finding:
+    namespace: str
+    problem: str
+    fix: str
+    repaired: bool = False
+
+    def __str__(self) -> str:
+        state = "repaired" if self.repaired else "to repair"
+        return f"[{self.namespace}] {self.problem} ({state}: {self.fix})"
+
+
+def namespaces(home: Path) -> list[str]:
+    """Namespaces with adapters or scratch under ``home``."""
+    found = {p.name for sub in ("adapters", "tmp") if (home / sub).is_dir() for p in (home / sub).iterdir()}
+    return sorted(found)
+
+
+def scratch_dir(home: str | Path, namespace: str) -> Path:
+    """Where a sleep of ``namespace`` trains; whatever is left here after a sleep is a leftover."""
+    return Path(home).expanduser() / "tmp" / namespace
+
+
+def diagnose(config: SleepConfig, *, repair: bool = False) -> list[Finding]:
+    """Every namespace under ``config.home`` (its buffer settings are used to open each buffer)."""
+    home = Path(config.home).expanduser()
+    findings: list[Finding] = []
+    for namespace in namespaces(home):
+        lock = NamespaceLock(home, namespace)
+        try:
+            lock.acquire()
+        except NamespaceBusyError as e:
+            findings.append(Finding(namespace, f"not checked: {e}", "run the doctor when the sleep ends"))
+            continue
+        try:
+            ns_config = config.model_copy(update={"namespace": namespace})
+            buffer = _buffer(ns_config)
+            pending = {ep.id for ep in buffer.episodes("pending")} if buffer is not None else set()
+            findings += _leftovers(home, namespace, repair)
+            findings += _pointer(home, namespace, pending, repair)
+            if buffer is not None:
+                findings += _marks(buffer, AdapterRegistry(home, namespace), repair)
+        finally:
+            lock.release()
+    return findings
+
+
+def _leftovers(home: Path, namespace: str, repair: bool) -> list[Finding]:
+    registry = AdapterRegistry(home, namespace)
+    paths = registry.leftovers()
+    scratch = scratch_dir(home, namespace)
+    paths += sorted(scratch.iterdir()) if scratch.is_dir() else []
+    reports = home / "reports" / namespace
+    paths += sorted(reports.glob("*.tmp")) if reports.is_dir() else []
+    findings = []
+    for path in paths:
+        if repair:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        findings.append(Finding(namespace, f"leftover of an interrupted sleep: {path}", "delete it", repair))
+    return findings
+
+
+def _pointer(home: Path, namespace: str, pending: set[str], repair: bool) -> list[Finding]:
+    registry = AdapterRegistry(home, namespace)
+    published = registry.versions()
+    pointer = registry.root / "current.json"
+    if not pointer.exists():
+        if not published:
+            return []
+        named = None
+    else:
+        try:
+            named = int(json.loads(pointer.read_text())["version"])
+        except (OSError, ValueError, KeyError, TypeError):
+            named = -1
+    if named is not None and named != -1 and named in published:
+        return _interrupted_publish(registry, named, pending, repair)
+    if not published:
+        if repair:
+            pointer.unlink(missing_ok=True)
+        return [
+            Finding(namespace, "the pointer names a version that was never published", "remove it", repair)
+        ]
+    latest = published[-1]
+    problem = (
+        "no pointer"
+        if named is None
+        else "the pointer cannot be read"
+        if named == -1
+        else (f"the pointer names v{named}, which was never published")
+    )
+    if repair:
+        registry.set_current(latest)
+    return [Finding(namespace, problem, f"point at the newest published version, v{latest}", repair)]
+
+
+def _interrupted_publish(
+    registry: AdapterRegistry, current: int, pending: set[str], repair: bool
+) -> list[Finding]:
+    newer = [v for v in registry.versions() if v > current]
+    if not newer:
+        return []
+    manifest = registry.manifest(newer[-1])
+    if manifest.parent != current or len(newer) > 1 or not pending & set(manifest.episodes):
+        return []  # a rollback the user chose (its episodes were marked), not a publish cut short
+    if repair:
+        registry.set_current(manifest.version)
+    return [
+        Finding(
+            registry.namespace,
+            f"v{manifest.version} was published but the pointer stayed at v{current}",
+            f"finish the publish: point at v{manifest.version}",
+            repair,
+        )
+    ]
+
+
+def _buffer(config: SleepConfig) -> EpisodeBuffer | None:
+    from sleep_agent.buffer import EpisodeBuffer
+
+    if config.buffer.url is None and not (Path(config.home).expanduser() / "chroma").exists():
+        return None  # no buffer was ever written here
+    return EpisodeBuffer.from_config(config)
+
+
+def _marks(buffer: EpisodeBuffer, registry: AdapterRegistry, repair: bool) -> list[Finding]:
+    namespace = registry.namespace
+    findings = []
+    current = registry.current()
+    if current is not None:
+        listed = set(registry.manifest(current).episodes)
+        pending = [ep.id for ep in buffer.episodes("pending") if ep.id in listed]
+        if pending:
+            if repair:
+                buffer.mark(pending, "consolidated", adapter_version=current)
+            findings.append(
+                Finding(
+                    namespace,
+                    f"{len(pending)} episode(s) in v{current} were never marked consolidated",
+                    f"mark them consolidated into v{current}",
+                    repair,
+                )
+            )
+    published = set(registry.versions())
+    orphans = [ep.id for ep in buffer.episodes("consolidated") if ep.adapter_version not in published]
+    if orphans:
+        if repair:
+            buffer.mark(orphans, "pending", reason="its adapter version was never published")
+        findings.append(
+            Finding(
+                namespace,
+                f"{len(orphans)} episode(s) marked into a version that was never published",
+                "mark them pending again, for the next sleep",
+                repair,
+            )
+        )
+    return findings
