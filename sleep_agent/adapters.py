@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sleep_agent.errors import AdapterLoadError
+from sleep_agent.formats import FORMAT, check_format
 from sleep_agent.serving.base import adapter_name, check_adapter_dir
 
 _VERSION_DIR = re.compile(r"^v(\d+)$")
@@ -44,6 +45,7 @@ class Manifest:
     config: dict[str, Any] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
+    format: int = FORMAT
 
     @property
     def served_name(self) -> str:
@@ -55,6 +57,7 @@ class Manifest:
     @classmethod
     def read(cls, directory: Path) -> Manifest:
         data = json.loads((directory / "manifest.json").read_text())
+        data["format"] = check_format(data.get("format"), str(directory / "manifest.json"))
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}  # newer keys are dropped
         return cls(**known)
 
@@ -93,12 +96,14 @@ class AdapterRegistry:
         if not pointer.is_file():
             return None
         try:
-            version = int(json.loads(pointer.read_text())["version"])
+            data = json.loads(pointer.read_text())
+            version = int(data["version"])
         except (ValueError, KeyError, TypeError) as e:
             raise AdapterLoadError(
                 f"{pointer} cannot be read ({type(e).__name__}: {e}); run `sleep-agent doctor --repair` "
                 "to point it at the newest published version"
             ) from None
+        check_format(data.get("format"), str(pointer))
         return version if version in self.versions() else None
 
     def next_version(self) -> int:
@@ -153,7 +158,8 @@ class AdapterRegistry:
 
     def set_current(self, version: int) -> None:
         self.path(version)  # raises when it is not a published version
-        _write_atomically(self.root / _POINTER, json.dumps({"version": version, "at": time.time()}))
+        pointer = {"version": version, "at": time.time(), "format": FORMAT}
+        _write_atomically(self.root / _POINTER, json.dumps(pointer))
 
     def rollback(self, to: int | None = None) -> int:
         """Point current at ``to`` (default: the version before the current one)."""

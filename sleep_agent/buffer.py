@@ -29,6 +29,7 @@ from sleep_agent.episodes import (
     episode_from_messages,
 )
 from sleep_agent.errors import BufferUnavailableError, InvalidEpisodeError
+from sleep_agent.formats import FORMAT, check_format
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -138,16 +139,21 @@ class EpisodeBuffer:
 
     def _open_collection(self, prefix: str) -> Collection:
         try:
-            return self._client.get_or_create_collection(
+            collection = self._client.get_or_create_collection(
                 name=prefix + self.namespace,
                 embedding_function=self._embed,  # type: ignore[arg-type]
                 configuration={"hnsw": {"space": "cosine"}},
-                metadata={"namespace": self.namespace, "created_by": "sleep-agent"},
+                metadata={"namespace": self.namespace, "created_by": "sleep-agent", "format": FORMAT},
             )
         except Exception as e:
             raise BufferUnavailableError(
                 f"cannot open the episode collections for namespace {self.namespace!r} at {self.location}: {e}"
             ) from e
+        metadata = dict(collection.metadata or {})
+        check_format(metadata.get("format"), f"collection {collection.name} at {self.location}")
+        if "format" not in metadata:  # written by 0.1.0, before the stamp: the same layout
+            collection.modify(metadata={**metadata, "format": FORMAT})
+        return collection
 
     def _finish_interrupted_moves(self) -> None:
         # A process stopped between writing an episode's new home and deleting its old copy leaves
