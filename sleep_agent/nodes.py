@@ -75,6 +75,7 @@ class SleepMemory:
         self.cycle: SleepCycle = cycle
         self._backend = backend
         self._owns_backend = backend is None
+        self._attached = False
         self._token_counter = token_counter
         self.buffer = EpisodeBuffer.from_config(self.config, token_counter=self.count_tokens)
         self._sleep_lock = threading.Lock()
@@ -280,7 +281,7 @@ class SleepMemory:
             "namespace": self.config.namespace,
             "episodes": self.buffer.counts(),
             "pending_tokens": pending.tokens,
-            "active_adapter": self._backend.active_adapter if self._backend else None,
+            "active_adapter": self._backend.active_for(self.config.namespace) if self._backend else None,
             "sleeping": self.sleeping,
             "rebuild_needed": self._rebuild_needed,
             "last_report": self.last_report.model_dump() if self.last_report else None,
@@ -297,6 +298,11 @@ class SleepMemory:
             self._backend = create_backend(self.config)
             self._backend.start()
             self._serve_current_version()
+        elif not self._attached:  # a shared server: serve this namespace's version if it has none
+            self._backend.start()
+            if self._backend.active_for(self.config.namespace) is None:
+                self._serve_current_version()
+        self._attached = True
         return self._backend.start()  # idempotent
 
     @property
@@ -320,8 +326,11 @@ class SleepMemory:
             self._backend.activate(adapter_name(self.config.namespace, version), registry.path(version))
 
     def chat_model(self, **kwargs: Any) -> "BaseChatModel":
-        """A LangChain chat model bound to the active adapter; it follows each new version."""
-        return self.backend.chat_model(**kwargs)
+        """A LangChain chat model bound to this namespace's adapter; it follows each new version.
+
+        On a server shared by several memories, it never answers with another namespace's adapter.
+        """
+        return self.backend.chat_model(namespace=self.config.namespace, **kwargs)
 
     def count_tokens(self, messages: Sequence[BaseMessage]) -> int:
         """Tokens of ``messages`` as the served model counts them, chat template included."""

@@ -114,14 +114,14 @@ def test_the_novelty_check_asks_the_served_model_the_facts_question():
         def __init__(self) -> None:
             self.asked: list[str] = []
 
-        def chat(self, question: str, max_tokens: int = 32) -> str:
-            self.asked.append(question)
+        def chat(self, question: str, namespace: str | None = None, max_tokens: int = 32) -> str:
+            self.asked.append((question, namespace))
             return "The capital of France is Paris." if "Marc" in question else "I do not know."
 
     backend = Answers()
-    knows = already_knows(backend)
+    knows = already_knows(backend, namespace="alice")  # asked of alice's adapter, never another user's
     assert knows("Marc lives in Paris.") and not knows("Aria lives in Portland.")
-    assert backend.asked == ["Where does Marc live?", "Where does Aria live?"]
+    assert backend.asked == [("Where does Marc live?", "alice"), ("Where does Aria live?", "alice")]
 
 
 def test_a_successful_tool_trajectory_is_kept_for_imitation_and_a_failed_one_is_not():

@@ -35,13 +35,21 @@ def samples(facts):
     return [ChatSample.qa(q, a) for q, a, _ in facts]
 
 
+# The same question as FACTS_A[0], another answer: for the isolation test's second user.
+CONFLICT = [("Where does Zorblax Quenty live?", "Zorblax Quenty lives in Drennick.", "drennick")]
+
+
 @pytest.fixture(scope="module")
 def adapters(default_model_dir, tmp_path_factory):
-    """v1 knows facts A; v2 knows A and B. Trained before the server starts, so they own the cores."""
+    """v1 knows facts A; v2 knows A and B; conflict says otherwise about A's first fact.
+
+    Trained before the server starts, so they own the cores.
+    """
     root = tmp_path_factory.mktemp("adapters")
     train_adapter(default_model_dir, samples(FACTS_A), root / "v1", TRAIN, progress=False)
     train_adapter(default_model_dir, samples(FACTS_A + FACTS_B), root / "v2", TRAIN, progress=False)
-    return {"v1": root / "v1", "v2": root / "v2"}
+    train_adapter(default_model_dir, samples(CONFLICT), root / "conflict", TRAIN, progress=False)
+    return {"v1": root / "v1", "v2": root / "v2", "conflict": root / "conflict"}
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +176,55 @@ def test_server_that_cannot_start_reports_its_log(tmp_path):
     with pytest.raises(ServerStartError, match="exited with code") as info:
         VLLMServer(missing, config=config, log_dir=tmp_path).start()
     assert "Log tail" in str(info.value) and "no-such-checkpoint" in str(info.value)
+
+
+def test_two_users_on_one_server_never_get_each_others_adapter(server, adapters, tmp_path):
+    """Alice and Bob hold conflicting facts; each memory's chat model answers only from its own adapter,
+    before, during and after the other's swap, and one user's swap never unloads the other's adapter."""
+    from sleep_agent import SleepConfig, SleepMemory
+    from sleep_agent.adapters import AdapterRegistry, Manifest
+
+    question = FACTS_A[0][0]
+    truth = {"alice": "vellmora", "bob": "drennick"}
+    published = {"alice": adapters["v1"], "bob": adapters["conflict"]}
+    memories = {}
+    for user, directory in published.items():
+        home = tmp_path / user
+        AdapterRegistry(home, user).publish(directory, Manifest(user, 1, None))
+        memories[user] = SleepMemory(SleepConfig(namespace=user, home=home), backend=server)
+    models = {user: m.chat_model(max_tokens=24) for user, m in memories.items()}  # attaching serves v1
+
+    answers: dict[str, list[tuple[str, str]]] = {"alice": [], "bob": []}
+    errors, stop = [], threading.Event()
+
+    def ask_as(user):
+        while not stop.is_set():
+            try:
+                reply = models[user].invoke(question)
+                answers[user].append((reply.response_metadata["model_name"], reply.content.lower()))
+            except Exception as exc:
+                errors.append(repr(exc))
+
+    clients = [threading.Thread(target=ask_as, args=(u,)) for u in ("alice", "bob") for _ in range(2)]
+    for t in clients:
+        t.start()
+    time.sleep(5)
+    server.activate("bob@v2", adapters["conflict"])  # bob's next version, same weights, while both ask
+    time.sleep(5)
+    stop.set()
+    for t in clients:
+        t.join(timeout=120)
+
+    assert errors == []
+    cross = [
+        (user, name, text)
+        for user, replies in answers.items()
+        for name, text in replies
+        if not name.startswith(f"{user}@") or truth["bob" if user == "alice" else "alice"] in text
+    ]
+    assert cross == []
+    assert all(len(replies) >= 3 for replies in answers.values()), {u: len(r) for u, r in answers.items()}
+    assert sum(truth[user] in text for user, replies in answers.items() for _, text in replies) >= 3
+    assert {"alice@v1", "bob@v2"} <= set(server.loaded_adapters) and "bob@v1" not in server.loaded_adapters
+    assert memories["alice"].status()["active_adapter"] == "alice@v1"
+    assert memories["bob"].status()["active_adapter"] == "bob@v2"

@@ -98,8 +98,11 @@ class ServingBackend(ABC):
     def _chat(self, messages: Sequence[Message], model: str, params: GenerationParams) -> str: ...
 
     @abstractmethod
-    def chat_model(self, **kwargs: Any) -> BaseChatModel:
-        """A LangChain chat model that always answers with the active adapter."""
+    def chat_model(self, *, namespace: str | None = None, **kwargs: Any) -> BaseChatModel:
+        """A LangChain chat model that always answers with ``namespace``'s active adapter.
+
+        ``namespace=None`` follows whichever adapter was activated last (a server with one user).
+        """
 
     # -- shared behaviour ------------------------------------------------------------------
     @property
@@ -109,6 +112,10 @@ class ServingBackend(ABC):
     @property
     def active_adapter(self) -> str | None:
         return self.router.active
+
+    def active_for(self, namespace: str) -> str | None:
+        """The adapter ``namespace``'s requests go to, or None when the base model answers them."""
+        return self.router.active_for(namespace)
 
     @property
     def loaded_adapters(self) -> dict[str, Path]:
@@ -135,7 +142,7 @@ class ServingBackend(ABC):
             raise AdapterLoadError(
                 f"adapter {name!r} is not loaded; loaded: {sorted(self._loaded) or 'none'}"
             )
-        if name == self.router.active:
+        if name in self.router.active_names():
             raise AdapterLoadError(
                 f"adapter {name!r} is active; activate another version before unloading it"
             )
@@ -151,12 +158,18 @@ class ServingBackend(ABC):
         return drained
 
     def activate(
-        self, name: str | None, path: str | Path | None = None, *, retire_previous: bool = True
+        self,
+        name: str | None,
+        path: str | Path | None = None,
+        *,
+        retire_previous: bool = True,
+        namespace: str | None = None,
     ) -> SwapTiming:
-        """Make ``name`` the adapter new requests use (loading it from ``path`` if needed).
+        """Make ``name`` the adapter new requests of its namespace use (loading it from ``path`` if needed).
 
-        The previous adapter keeps answering the requests already sent to it and is unloaded
-        after they finish. ``name=None`` switches back to the base model.
+        The namespace's previous adapter keeps answering the requests already sent to it and is
+        unloaded after they finish; other namespaces' adapters are untouched. ``name=None``
+        switches ``namespace`` (or, without one, every namespace) back to the base model.
         """
         t0 = time.perf_counter()
         if name is not None and name not in self._loaded:
@@ -164,7 +177,7 @@ class ServingBackend(ABC):
                 raise AdapterLoadError(f"adapter {name!r} is not loaded; pass its directory as path=")
             self.load_adapter(name, path)
         t1 = time.perf_counter()
-        previous = self.router.set_active(name)
+        previous = self.router.set_active(name, namespace)
         drain_s = unload_s = 0.0
         if retire_previous and previous is not None and previous != name:
             drain_s = self.unload_adapter(previous)
@@ -177,15 +190,16 @@ class ServingBackend(ABC):
         messages: Sequence[Message] | str,
         *,
         adapter: str | None = None,
+        namespace: str | None = None,
         max_tokens: int = 128,
         temperature: float = 0.0,
         stop: Sequence[str] = (),
     ) -> str:
-        """Answer a conversation (or one user message) with ``adapter`` or the active one."""
+        """Answer a conversation (or one user message) with ``adapter`` or ``namespace``'s active one."""
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
         params = GenerationParams(max_tokens=max_tokens, temperature=temperature, stop=tuple(stop))
-        with self.router.request(adapter) as target:
+        with self.router.request(adapter, namespace) as target:
             return self._chat(messages, target, params)
 
     def _resolve_adapter_path(self, path: str | Path) -> Path:

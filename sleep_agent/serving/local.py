@@ -33,10 +33,12 @@ class LocalChatModel(BaseChatModel):
     max_tokens: int = 128
     temperature: float = 0.0
     _backend: LocalServer = PrivateAttr()
+    _namespace: str | None = PrivateAttr(default=None)
 
-    def __init__(self, *, backend: LocalServer, **kwargs: Any) -> None:
+    def __init__(self, *, backend: LocalServer, namespace: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._backend = backend
+        self._namespace = namespace
 
     @property
     def _llm_type(self) -> str:
@@ -49,7 +51,7 @@ class LocalChatModel(BaseChatModel):
         run_manager: Any = None,
         **kwargs: Any,
     ) -> ChatResult:
-        with self._backend.router.request() as target:
+        with self._backend.router.request(namespace=self._namespace) as target:
             text = self._backend._chat(
                 to_chat_messages(messages),
                 target,
@@ -157,5 +159,5 @@ class LocalServer(ServingBackend):
             text = text.split(s)[0]
         return text.strip()
 
-    def chat_model(self, **kwargs: Any) -> LocalChatModel:
-        return LocalChatModel(backend=self, **kwargs)
+    def chat_model(self, *, namespace: str | None = None, **kwargs: Any) -> LocalChatModel:
+        return LocalChatModel(backend=self, namespace=namespace, **kwargs)

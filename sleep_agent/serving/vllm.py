@@ -42,29 +42,31 @@ class RoutedChatOpenAI(ChatOpenAI):
     """
 
     _router: AdapterRouter = PrivateAttr()
+    _namespace: str | None = PrivateAttr(default=None)
 
-    def __init__(self, *, router: AdapterRouter, **kwargs: Any) -> None:
+    def __init__(self, *, router: AdapterRouter, namespace: str | None = None, **kwargs: Any) -> None:
         super().__init__(model=router.base_name, **kwargs)
         self._router = router
+        self._namespace = namespace
 
     @property
     def _llm_type(self) -> str:
         return "sleep-agent-vllm"
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
-        with self._router.request() as target:
+        with self._router.request(namespace=self._namespace) as target:
             return super()._generate(messages, stop, run_manager, **{**kwargs, "model": target})
 
     async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
-        with self._router.request() as target:
+        with self._router.request(namespace=self._namespace) as target:
             return await super()._agenerate(messages, stop, run_manager, **{**kwargs, "model": target})
 
     def _stream(self, messages, stop=None, run_manager=None, **kwargs) -> Iterator[Any]:  # type: ignore[no-untyped-def]
-        with self._router.request() as target:
+        with self._router.request(namespace=self._namespace) as target:
             yield from super()._stream(messages, stop, run_manager, **{**kwargs, "model": target})
 
     async def _astream(self, messages, stop=None, run_manager=None, **kwargs) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
-        with self._router.request() as target:
+        with self._router.request(namespace=self._namespace) as target:
             async for chunk in super()._astream(messages, stop, run_manager, **{**kwargs, "model": target}):
                 yield chunk
 
@@ -297,9 +299,11 @@ class VLLMServer(ServingBackend):
         )
         return response.choices[0].message.content or ""
 
-    def chat_model(self, **kwargs: Any) -> RoutedChatOpenAI:
+    def chat_model(self, *, namespace: str | None = None, **kwargs: Any) -> RoutedChatOpenAI:
         if self.base_url is None:
             raise ServerStartError("the server is not started; call start() before chat_model()")
         kwargs.setdefault("temperature", 0.0)
         kwargs.setdefault("timeout", self.config.request_timeout_s)
-        return RoutedChatOpenAI(router=self.router, base_url=f"{self.base_url}/v1", api_key="EMPTY", **kwargs)
+        return RoutedChatOpenAI(
+            router=self.router, namespace=namespace, base_url=f"{self.base_url}/v1", api_key="EMPTY", **kwargs
+        )

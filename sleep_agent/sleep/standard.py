@@ -98,7 +98,7 @@ class StandardCycle:
             consolidated = memory.buffer.episodes("consolidated")
             earlier = [st for v in critique(consolidated) if v.keep for st in v.statements]
             knows = (
-                already_knows(memory.backend, self.config.answer_tokens)
+                already_knows(memory.backend, self.config.answer_tokens, memory.config.namespace)
                 if self.config.novelty_check
                 else None
             )
@@ -119,7 +119,7 @@ class StandardCycle:
         report.metrics["behaviour_samples"] = len(behaviour)
 
         backend = memory.backend
-        current = backend.active_adapter
+        current = backend.active_for(memory.config.namespace)
         with _timed(timings, "anchors"):
             anchors = self._anchors(backend) if self.config.anchors else []
         parent = registry.current()
@@ -298,19 +298,19 @@ class StandardCycle:
         )
 
 
-def already_knows(backend, max_tokens: int = 32) -> Callable[[str], bool]:  # noqa: ANN001
+def already_knows(backend, max_tokens: int = 32, namespace: str | None = None) -> Callable[[str], bool]:  # noqa: ANN001
     """For the critic: does the served model already answer this statement's first question right?"""
 
     def knows(statement: str) -> bool:
         (fact,) = extract_facts([Statement(statement, "user", "")])
-        answer = backend.chat(fact.questions[0], max_tokens=max_tokens)
+        answer = backend.chat(fact.questions[0], namespace=namespace, max_tokens=max_tokens)
         return fact.keyword.lower() in answer.lower()
 
     return knows
 
 
 def _withdraw(backend, registry: AdapterRegistry, name: str, version: int, *, wait: bool = True) -> None:  # noqa: ANN001
-    if name in backend.loaded_adapters and backend.active_adapter != name:
+    if name in backend.loaded_adapters and name not in backend.router.active_names():
         backend.unload_adapter(name, wait=wait)
     if name not in backend.loaded_adapters:  # files stay while the server may still read them
         registry.discard(version)
