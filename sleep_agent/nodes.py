@@ -315,6 +315,25 @@ class SleepMemory:
 
         return prepare_model(self.config.model, self.config.cache_dir)
 
+    def reload(self, *, attempts: int = 5, backoff_s: float = 1.0) -> str | None:
+        """Serve this namespace's current version again: after a server restart, or a reload that failed.
+
+        Retries with growing waits while the server is away; returns the served name (None: the
+        base model, nothing published yet).
+        """
+        from sleep_agent.adapters import AdapterRegistry
+        from sleep_agent.serving.base import activate_with_retry, adapter_name
+
+        registry = AdapterRegistry(self.config.home, self.config.namespace)
+        version = registry.current()
+        if version is None:
+            return None
+        name = adapter_name(self.config.namespace, version)
+        activate_with_retry(
+            self.backend, name, registry.path(version), attempts=attempts, backoff_s=backoff_s
+        )
+        return name
+
     def _serve_current_version(self) -> None:
         # After a restart the server holds no adapter: serve the version the registry calls current.
         from sleep_agent.adapters import AdapterRegistry

@@ -179,7 +179,7 @@ class ServingBackend(ABC):
         t1 = time.perf_counter()
         previous = self.router.set_active(name, namespace)
         drain_s = unload_s = 0.0
-        if retire_previous and previous is not None and previous != name:
+        if retire_previous and previous is not None and previous != name and previous in self._loaded:
             drain_s = self.unload_adapter(previous)
             unload_s = time.perf_counter() - t1 - drain_s
         log.info("active adapter: %s (was %s)", name or self.base_name, previous or self.base_name)
@@ -202,6 +202,13 @@ class ServingBackend(ABC):
         with self.router.request(adapter, namespace) as target:
             return self._chat(messages, target, params)
 
+    def resync(self) -> None:
+        """Forget adapters the server no longer holds (it restarted); the next activate loads them again.
+
+        A backend in this process cannot lose its adapters behind our back: nothing to do.
+        """
+        return None
+
     def _resolve_adapter_path(self, path: str | Path) -> Path:
         return check_adapter_dir(path).resolve()
 
@@ -210,3 +217,42 @@ class ServingBackend(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def activate_with_retry(
+    backend: ServingBackend,
+    name: str,
+    path: str | Path,
+    *,
+    attempts: int = 5,
+    backoff_s: float = 1.0,
+    max_backoff_s: float = 30.0,
+) -> SwapTiming:
+    """``backend.activate`` again and again, waiting longer each time, while the server is away.
+
+    A server that is restarting refuses loads for a minute or so; a reload must outlast that rather
+    than fail the sleep that already published. Re-syncs first, so a restarted server gets the
+    adapter loaded again instead of a name it forgot.
+    """
+    delay = backoff_s
+    for attempt in range(1, attempts + 1):
+        try:
+            backend.resync()
+            return backend.activate(name, path)
+        except Exception as exc:  # connection refused, HTTP 5xx, timeouts: all look alike here
+            if attempt == attempts:
+                raise AdapterLoadError(
+                    f"could not serve {name!r} after {attempts} attempts: {exc}; the previous version keeps "
+                    "answering; memory.reload() tries again"
+                ) from exc
+            log.warning(
+                "serving %s failed (attempt %d of %d): %s; retrying in %.1f s",
+                name,
+                attempt,
+                attempts,
+                exc,
+                delay,
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, max_backoff_s)
+    raise AssertionError("unreachable")  # the loop returns or raises

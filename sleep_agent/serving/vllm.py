@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import signal
@@ -30,6 +31,8 @@ from sleep_agent.config import ServingConfig
 from sleep_agent.errors import AdapterLoadError, MissingDependencyError, ServerStartError, log_tail
 from sleep_agent.serving.base import GenerationParams, Message, ServingBackend
 from sleep_agent.serving.router import AdapterRouter
+
+log = logging.getLogger(__name__)
 
 API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 
@@ -242,6 +245,22 @@ class VLLMServer(ServingBackend):
         for m in models:
             if m.get("parent"):
                 self._loaded.setdefault(m["id"], Path(m.get("root") or m["id"]))
+
+    def resync(self) -> None:
+        """After a server restart, forget the adapters it no longer serves (the next activate reloads)."""
+        try:
+            served = {m["id"] for m in self._http.get("/v1/models").json()["data"]}  # type: ignore[union-attr]
+        except Exception as exc:
+            raise AdapterLoadError(f"the vLLM server at {self.base_url} does not answer: {exc}") from exc
+        lost = [name for name in self._loaded if name not in served]
+        for name in lost:
+            del self._loaded[name]
+        if lost:
+            log.warning(
+                "the server at %s lost %s (restarted?); they are loaded again on activation",
+                self.base_url,
+                lost,
+            )
 
     def _log_tail(self) -> str:
         if self.log_path is None or not self.log_path.exists():

@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sleep_agent.adapters import AdapterRegistry, Manifest
 from sleep_agent.doctor import scratch_dir
 from sleep_agent.episodes import Episode
-from sleep_agent.serving.base import adapter_name
+from sleep_agent.errors import AdapterLoadError
+from sleep_agent.serving.base import activate_with_retry, adapter_name
 from sleep_agent.sleep import dream
 from sleep_agent.sleep.consolidate import (
     ChatSample,
@@ -73,6 +74,14 @@ class CycleConfig(BaseModel):
     )
     replay: int = Field(50, ge=0, description="earlier facts replayed per sleep in 'continual' mode")
     answer_tokens: int = Field(32, ge=4, description="tokens generated per gate question")
+    reload_attempts: int = Field(
+        5,
+        ge=1,
+        description="tries to serve a published version while the server is away (then it is left to reload())",
+    )
+    reload_backoff_s: float = Field(
+        1.0, ge=0, description="first wait between tries; doubles each time, up to 30 s"
+    )
     dreams: DreamConfig = Field(
         default_factory=DreamConfig,
         description="what to dream when SleepConfig.dreaming is on",
@@ -192,9 +201,20 @@ class StandardCycle:
                 except Exception:  # the first failure is the one to report
                     log.exception("could not withdraw candidate %s", name)
             raise
-        backend.activate(name, staged)  # already loaded: a flip, then the old version retires
         report.consolidated = [v.episode_id for v in verdicts if v.keep]
         report.adapter_version = version
+        try:  # already loaded: a flip, then the old version retires
+            with _timed(timings, "reload"):
+                activate_with_retry(
+                    backend,
+                    name,
+                    staged,
+                    attempts=self.config.reload_attempts,
+                    backoff_s=self.config.reload_backoff_s,
+                )
+        except AdapterLoadError as e:  # published all the same: the pointer names it, a restart serves it
+            report.metrics["reload_error"] = str(e)
+            log.error("v%d of %s is published but not served yet: %s", version, memory.config.namespace, e)
         return report
 
     def _dream(  # noqa: PLR0913

@@ -1,0 +1,97 @@
+"""A server that is away (down, restarting) during a reload: the sleep still publishes, the agent keeps
+answering on the version it had, and the reload is retried with growing waits.
+
+The tiny test Llama is served in-process; the outage is injected by making the backend's calls fail
+the way a refused connection does. The gate accepts every candidate (the tiny model learns nothing
+a real gate would accept; what is tested is what happens around the reload).
+"""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.messages.utils import count_tokens_approximately
+
+from sleep_agent import AdapterLoadError, SleepConfig, SleepMemory, SleepPolicy
+from sleep_agent.adapters import AdapterRegistry
+from sleep_agent.serving.base import activate_with_retry
+from sleep_agent.sleep import standard
+from sleep_agent.sleep.consolidate import LoraTrainConfig
+from sleep_agent.sleep.gate import GateResult, Scores
+from sleep_agent.sleep.standard import CycleConfig, StandardCycle
+
+QUICK = CycleConfig(
+    training=LoraTrainConfig(rank=4, max_steps=2, batch_size=4),
+    anchors=False,
+    gate={"max_perplexity_rise": None},
+    reload_attempts=3,
+    reload_backoff_s=0.01,
+)
+
+
+@pytest.fixture
+def memory(tiny_model_dir, tmp_path, monkeypatch):
+    accept = GateResult(True, "accepted by the test", Scores(0.0, None, 0), Scores(1.0, None, 0))
+    monkeypatch.setattr(standard, "decide", lambda *a, **k: accept)
+    config = SleepConfig(
+        namespace="alice",
+        home=tmp_path / "home",
+        model=str(tiny_model_dir),
+        serving="local",
+        dreaming=False,
+        policy=SleepPolicy(pending_episodes=None, pending_tokens=None, context_fraction=None),
+    )
+    with SleepMemory(config, cycle=StandardCycle(QUICK), token_counter=count_tokens_approximately) as memory:
+        memory.buffer.record([("user", "Aria lives in Portland.")])
+        assert memory.sleep().adapter_version == 1
+        yield memory
+
+
+class Outage:
+    """Makes ``calls`` of a backend method fail like a refused connection; ``None`` means for good."""
+
+    def __init__(self, real, calls: int | None) -> None:
+        self.real, self.left, self.tries = real, calls, 0
+
+    def __call__(self, *args, **kwargs):
+        self.tries += 1
+        if self.left is None or self.left > 0:
+            self.left = None if self.left is None else self.left - 1
+            raise ConnectionError("connection refused: the server is restarting")
+        return self.real(*args, **kwargs)
+
+
+def test_a_sleep_publishes_while_the_server_is_away_and_reload_serves_it_later(memory, monkeypatch):
+    memory.buffer.record([("user", "Enid works as a baker.")])
+    outage = Outage(memory.backend.activate, calls=None)
+    monkeypatch.setattr(memory.backend, "activate", outage)
+    report = memory.sleep()
+    assert report.adapter_version == 2 and outage.tries == QUICK.reload_attempts
+    assert "could not serve 'alice@v2' after 3 attempts" in report.metrics["reload_error"]
+    assert AdapterRegistry(memory.config.home, "alice").current() == 2  # published: a restart serves it
+    assert memory.buffer.episodes("pending") == []  # and its episodes are marked
+    assert memory.backend.active_for("alice") == "alice@v1"  # the agent keeps the version it had
+    assert memory.chat_model(max_tokens=4).invoke("Hi").response_metadata["model_name"] == "alice@v1"
+
+    monkeypatch.setattr(memory.backend, "activate", Outage(outage.real, calls=2))  # back after 2 tries
+    assert memory.reload(attempts=3, backoff_s=0.01) == "alice@v2"
+    assert (
+        memory.backend.active_for("alice") == "alice@v2" and "alice@v1" not in memory.backend.loaded_adapters
+    )
+
+
+def test_a_restarted_server_gets_the_current_version_loaded_again(memory):
+    backend = memory.backend
+    backend.stop()  # a restart: the new process holds no adapter
+    backend.start()
+    assert backend.loaded_adapters == {} and backend.active_for("alice") is None
+    assert memory.reload() == "alice@v1"
+    assert backend.active_for("alice") == "alice@v1" and "alice@v1" in backend.loaded_adapters
+
+
+def test_activation_gives_up_after_its_attempts_with_a_clear_error(memory, monkeypatch):
+    registry = AdapterRegistry(memory.config.home, "alice")
+    monkeypatch.setattr(memory.backend, "activate", Outage(memory.backend.activate, calls=None))
+    with pytest.raises(
+        AdapterLoadError, match=r"after 2 attempts: connection refused.*previous version keeps"
+    ):
+        activate_with_retry(memory.backend, "alice@v1", registry.path(1), attempts=2, backoff_s=0.01)
