@@ -31,6 +31,7 @@ from sleep_agent.serving.base import adapter_name, check_adapter_dir
 
 _VERSION_DIR = re.compile(r"^v(\d+)$")
 _POINTER = "current.json"
+_RETIRED = "retired.json"
 
 
 @dataclass
@@ -45,6 +46,8 @@ class Manifest:
     config: dict[str, Any] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
+    trigger: str = "sleep"  # "forget": a rebuild without erased memories
+    forgotten: list[str] = field(default_factory=list)
     format: int = FORMAT
 
     @property
@@ -71,7 +74,11 @@ class AdapterRegistry:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def versions(self) -> list[int]:
-        """Published versions, oldest first (temporary and foreign directories are ignored)."""
+        """Published versions that can be served, oldest first (retired and temporary ones are not)."""
+        return [v for v in self.history() if not (self.root / f"v{v}" / _RETIRED).exists()]
+
+    def history(self) -> list[int]:
+        """Every version ever published, retired ones included (their manifests stay as a record)."""
         found = []
         for entry in self.root.iterdir():
             match = _VERSION_DIR.match(entry.name)
@@ -79,8 +86,30 @@ class AdapterRegistry:
                 found.append(int(match.group(1)))
         return sorted(found)
 
+    def retire(self, version: int, reason: str) -> None:
+        """Delete a version's weights for good (it holds forgotten memories); its manifest stays.
+
+        A retired version can never be served or rolled back to again.
+        """
+        directory = self.root / f"v{version}"
+        if not (directory / "manifest.json").is_file():
+            raise AdapterLoadError(f"{self.namespace} has no published version {version}")
+        _write_atomically(directory / _RETIRED, json.dumps({"at": time.time(), "reason": reason}))
+        for item in directory.iterdir():
+            if item.name not in ("manifest.json", _RETIRED):
+                shutil.rmtree(item) if item.is_dir() else item.unlink()
+
+    def clear_current(self) -> None:
+        """Serve the base model: no version is current (every memory was forgotten)."""
+        (self.root / _POINTER).unlink(missing_ok=True)
+
     def path(self, version: int) -> Path:
         directory = self.root / f"v{version}"
+        if (directory / _RETIRED).exists():
+            raise AdapterLoadError(
+                f"v{version} of {self.namespace} was retired (it held forgotten memories); "
+                f"published: {self.versions() or 'none'}"
+            )
         if not (directory / "manifest.json").is_file():
             raise AdapterLoadError(
                 f"{self.namespace} has no published version {version}; published: {self.versions() or 'none'}"
@@ -88,7 +117,11 @@ class AdapterRegistry:
         return directory
 
     def manifest(self, version: int) -> Manifest:
-        return Manifest.read(self.path(version))
+        """The manifest of any version ever published (retired ones included)."""
+        directory = self.root / f"v{version}"
+        if not (directory / "manifest.json").is_file():
+            self.path(version)  # raises, naming the published versions
+        return Manifest.read(directory)
 
     def current(self) -> int | None:
         """The version being served, or None before the first publish."""
@@ -108,7 +141,7 @@ class AdapterRegistry:
 
     def next_version(self) -> int:
         staged = [int(m.group(1)) for p in self.root.iterdir() if (m := _VERSION_DIR.match(p.name))]
-        return max([*self.versions(), *staged], default=0) + 1
+        return max([*self.history(), *staged], default=0) + 1
 
     def stage(self, candidate: str | Path, version: int) -> Path:
         """Place a trained adapter at ``v<version>/`` without a manifest: loadable, not yet published."""

@@ -173,7 +173,7 @@ def _marks(buffer: EpisodeBuffer, registry: AdapterRegistry, repair: bool) -> li
                     repair,
                 )
             )
-    published = set(registry.versions())
+    published = set(registry.history())  # retired versions were published: their episodes stay marked
     orphans = [ep.id for ep in buffer.episodes("consolidated") if ep.adapter_version not in published]
     if orphans:
         if repair:

@@ -85,7 +85,7 @@ class SleepMemory:
         self._consolidated_messages: set[str] = set()
         self._last_activity: float | None = None
         self._last_decision: dict[str, SleepDecision] = {}
-        self._rebuild_needed = False
+        self._forgotten: list[str] = []  # consolidated episodes erased, still in the served adapter
         self.last_report: SleepReport | None = None
 
     # -- the nodes -------------------------------------------------------------------------
@@ -202,13 +202,16 @@ class SleepMemory:
         decision = self.decide(idle_s=idle_s)
         return self.sleep(trigger=decision.reason) if decision.sleep else None
 
-    def sleep(self, *, trigger: str = "requested") -> SleepReport:
-        """Run one sleep cycle now over the pending episodes and mark what became of them."""
+    def sleep(self, *, trigger: str = "requested", forgotten: Sequence[str] = ()) -> SleepReport:
+        """Run one sleep cycle now over the pending episodes and mark what became of them.
+
+        ``forgotten``: consolidated episodes erased since the last sleep (see :meth:`forget`).
+        """
         if not self._sleep_lock.acquire(blocking=False):
             raise SleepAgentError("a sleep cycle is already running for this memory; wait() for it first")
         try:
             with self._namespace_lock:  # NamespaceBusyError when another memory or process sleeps it
-                return self._run_cycle(trigger)
+                return self._run_cycle(trigger, forgotten)
         finally:
             self._sleep_lock.release()
 
@@ -250,14 +253,24 @@ class SleepMemory:
             self._sleep_thread.join(timeout)
         return self.last_report
 
-    def forget(self, ids: Sequence[str] | None = None, *, text: str | None = None) -> dict[str, Any]:
-        """Erase episodes by id or by a piece of their text; they are never recalled again.
+    def forget(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        text: str | None = None,
+        everything: bool = False,
+        rebuild: bool = True,
+    ) -> dict[str, Any]:
+        """Erase episodes by id, by a piece of their text, or ``everything`` of this namespace.
 
-        Episodes already consolidated are also in the current adapter: ``rebuild_needed`` in the
-        result (and in :meth:`status`) says the adapter must be rebuilt without them.
+        They leave the buffer and recall at once. Those already consolidated are in the adapter
+        too: with ``rebuild`` (the default) a sleep retrains the adapter without them, publishes it
+        whatever the gate says, and deletes the weights of every earlier version that held them;
+        with nothing left, the base model serves. ``rebuild=False`` leaves that to :meth:`rebuild`
+        (``rebuild_needed`` in the result and in :meth:`status`).
         """
-        if ids is None and text is None:
-            raise ValueError("forget() needs ids=[...] or text='...'")
+        if ids is None and text is None and not everything:
+            raise ValueError("forget() needs ids=[...], text='...' or everything=True")
         if isinstance(ids, str | bytes):
             raise TypeError(
                 f"forget(ids=...) takes a list of episode ids, got the string {ids!r}; use ids=[...]"
@@ -267,12 +280,34 @@ class SleepMemory:
         targets = list(ids or [])
         if text is not None:
             targets += self.buffer.find_ids(text)
+        if everything:
+            targets += [ep.id for ep in self.buffer.episodes(None) if ep.status != "deleted"]
         episodes = self.buffer.get(targets)
         consolidated = [ep.id for ep in episodes if ep.status == "consolidated"]
-        deleted = self.buffer.delete([ep.id for ep in episodes if ep.status != "deleted"])
-        if consolidated:
-            self._rebuild_needed = True
-        return {"deleted": deleted, "consolidated": len(consolidated), "rebuild_needed": bool(consolidated)}
+        deleted = self.buffer.delete([ep.id for ep in episodes if ep.status != "deleted"], reason="forgotten")
+        self._forgotten.extend(i for i in consolidated if i not in self._forgotten)
+        result: dict[str, Any] = {"deleted": deleted, "consolidated": len(consolidated)}
+        if self._forgotten and rebuild:
+            try:
+                report = self.rebuild()
+                result["rebuilt_version"] = report.adapter_version
+            except Exception as e:  # erased all the same; the adapter waits for rebuild()
+                log.exception("rebuilding without the forgotten memories failed")
+                result["rebuild_error"] = f"{type(e).__name__}: {e}"
+        result["rebuild_needed"] = self.rebuild_needed
+        return result
+
+    @property
+    def rebuild_needed(self) -> bool:
+        """Forgotten memories are still in the served adapter until :meth:`rebuild` succeeds."""
+        return bool(self._forgotten)
+
+    def rebuild(self) -> SleepReport:
+        """Retrain the adapter without the forgotten memories (and learn what is pending meanwhile)."""
+        self.wait()  # a background sleep finishes first: its episodes are then part of the rebuild
+        report = self.sleep(trigger="forget", forgotten=list(self._forgotten))
+        self._forgotten = [i for i in self._forgotten if i not in report.forgotten]
+        return report
 
     def status(self) -> dict[str, Any]:
         """Counts per status, pending load, active adapter, whether sleeping, the last report."""
@@ -283,7 +318,7 @@ class SleepMemory:
             "pending_tokens": pending.tokens,
             "active_adapter": self._backend.active_for(self.config.namespace) if self._backend else None,
             "sleeping": self.sleeping,
-            "rebuild_needed": self._rebuild_needed,
+            "rebuild_needed": self.rebuild_needed,
             "last_report": self.last_report.model_dump() if self.last_report else None,
         }
 
@@ -371,10 +406,15 @@ class SleepMemory:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _run_cycle(self, trigger: str) -> SleepReport:
+    def _run_cycle(self, trigger: str, forgotten: Sequence[str] = ()) -> SleepReport:
         self._requested.clear()
         episodes = self.buffer.episodes("pending")
-        report = SleepReport(namespace=self.config.namespace, trigger=trigger, episodes_in=len(episodes))
+        report = SleepReport(
+            namespace=self.config.namespace,
+            trigger=trigger,
+            episodes_in=len(episodes),
+            forgotten=list(forgotten),
+        )
         try:
             report = self.cycle(self, episodes, report)
             self._apply(report, episodes)
@@ -423,6 +463,13 @@ class SleepMemory:
         unknown = [i for i in [*report.consolidated, *report.rejected, *report.retry] if i not in known]
         if unknown:
             raise SleepAgentError(f"the cycle reported episodes it was not given: {unknown[:5]}")
+        # an episode forgotten while the cycle ran stays forgotten (and is rebuilt away next)
+        erased = {ep.id for ep in self.buffer.get([*known]) if ep.status == "deleted"}
+        if erased & set(report.consolidated):
+            self._forgotten.extend(erased & set(report.consolidated))
+        report.consolidated = [i for i in report.consolidated if i not in erased]
+        report.rejected = {i: r for i, r in report.rejected.items() if i not in erased}
+        report.retry = {i: r for i, r in report.retry.items() if i not in erased}
         if report.consolidated:
             if report.adapter_version is None:
                 raise SleepAgentError("the cycle consolidated episodes but published no adapter_version")

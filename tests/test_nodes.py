@@ -256,9 +256,18 @@ def test_forget_removes_memories_from_recall_and_flags_consolidated_ones():
     assert memory.recall("what is my PIN?") == []
     assert memory.status()["rebuild_needed"] is False
     pixel = memory.buffer.find_ids("Pixel")
-    assert memory.forget(ids=pixel) == {"deleted": 1, "consolidated": 1, "rebuild_needed": True}
+    assert memory.forget(ids=pixel, rebuild=False) == {
+        "deleted": 1,
+        "consolidated": 1,
+        "rebuild_needed": True,
+    }
     status = memory.status()
     assert status["rebuild_needed"] is True and status["episodes"]["deleted"] == 2
+    report = memory.rebuild()  # the cycle is told what to rebuild without
+    assert report.trigger == "forget" and report.forgotten == pixel and not memory.rebuild_needed
+    rex = memory.buffer.find_ids("Rex")
+    assert memory.forget(ids=rex)["rebuilt_version"] == report.adapter_version + 1  # rebuilds at once
+    assert memory.last_report.forgotten == rex and not memory.status()["rebuild_needed"]
     with pytest.raises(ValueError):
         memory.forget()
 

@@ -2,7 +2,7 @@
 
 One server for the module; the sleeps run in order on one memory, as a day of an agent would:
 learn, refuse a damaging candidate, survive a crash before publish, survive a crash after publish,
-then imitate a successful tool trajectory. Last, the same short passage is slept on with and
+imitate a successful tool trajectory, then forget a fact. Last, the same short passage is slept on with and
 without dreaming, from the base model.
 """
 
@@ -59,7 +59,7 @@ def right(memory, pairs):
 
 def consistent(memory) -> None:
     """No episode is marked consolidated into a version that was not published."""
-    published = set(AdapterRegistry(memory.config.home, "alice").versions())
+    published = set(AdapterRegistry(memory.config.home, "alice").history())  # retired ones included
     assert {ep.adapter_version for ep in memory.buffer.episodes("consolidated")} <= published
 
 
@@ -162,6 +162,21 @@ def test_a_successful_tool_trajectory_is_consolidated_as_behaviour_with_the_gate
     assert report.metrics["before"]["recall"] is None  # no new fact: the bounds alone decide
     assert report.adapter_version == 4, report.metrics
     assert report.consolidated == [episode.id] and memory.backend.active_adapter == "alice@v4"
+    consistent(memory)
+
+
+def test_forgetting_a_fact_rebuilds_without_it_and_its_recall_falls_to_the_base_models(memory):
+    question, word = HELD_OUT[0]  # "Where is Aria's home?" - "portland"
+    backend = memory.backend
+    base_knew = word in backend.chat(question, adapter=backend.base_name, max_tokens=24).lower()
+    memory.cycle = StandardCycle(LEARN)
+    result = memory.forget(text="Aria lives in Portland.")
+    assert result["consolidated"] == 1 and result["rebuilt_version"] == 5 and not result["rebuild_needed"]
+    registry = AdapterRegistry(memory.config.home, "alice")
+    assert registry.manifest(5).trigger == "forget" and registry.versions() == [5]  # v1-v4 held Aria
+    answers = [backend.chat(question, namespace="alice", max_tokens=24).lower() for _ in range(3)]
+    assert sum(word in a for a in answers) <= 3 * base_knew, answers  # back at the base model's level
+    assert right(memory, HELD_OUT[1:]) >= 1  # what was not forgotten is still answered
     consistent(memory)
 
 

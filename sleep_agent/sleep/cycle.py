@@ -33,6 +33,10 @@ class SleepReport(BaseModel):
         default_factory=dict, description="episode id -> why it stays pending (a rejected candidate, say)"
     )
     adapter_version: int | None = Field(None, description="the version published, None if nothing was")
+    forgotten: list[str] = Field(
+        default_factory=list,
+        description="consolidated episodes erased by forget(): this sleep rebuilds the adapter without them",
+    )
     metrics: dict[str, Any] = Field(default_factory=dict)
     timings_s: dict[str, float] = Field(default_factory=dict, description="seconds per stage")
     error: str | None = Field(None, description="set when the cycle failed; nothing was marked")

@@ -116,7 +116,8 @@ class StandardCycle:
         kept = [s for v in verdicts if v.keep for s in v.statements]
         kept_ids = {v.episode_id for v in verdicts if v.keep}
         report.metrics["kept_episodes"] = len(kept_ids)
-        if not kept_ids:
+        forgetting = bool(report.forgotten)  # a rebuild without erased memories runs even with nothing new
+        if not kept_ids and not forgetting:
             return report
 
         with _timed(timings, "extract"):
@@ -138,6 +139,10 @@ class StandardCycle:
         if continual and len(old_facts) > self.config.replay:
             replayed = random.Random(self.config.training.seed).sample(list(old_facts), self.config.replay)
         memories = [s for f in [*new_facts, *replayed] for s in f.samples()] + behaviour
+        if not memories:  # everything was forgotten: nothing to train, the base model serves
+            _serve_base(backend, registry, memory.config.namespace, report.forgotten)
+            report.metrics["rebuild"] = "no memory left: the base model serves"
+            return report
         samples = memories + anchors
         version = registry.next_version()
         name = adapter_name(memory.config.namespace, version)
@@ -176,7 +181,9 @@ class StandardCycle:
             report.metrics.update(result.metrics())
             if self.last_night is not None:  # this sleep dreamed
                 report.metrics["dreams"]["learned"] = self._learned(memory, name)
-            if not result.accepted:
+            if not result.accepted and forgetting:  # erasing is not optional: published all the same
+                report.metrics["gate_overridden"] = f"forget rebuild published despite: {result.reason}"
+            elif not result.accepted:
                 _withdraw(backend, registry, name, version)
                 reason = f"gate rejected the candidate: {result.reason}"
                 report.retry = {v.episode_id: reason for v in verdicts if v.keep}
@@ -191,6 +198,8 @@ class StandardCycle:
                         metrics=result.metrics(),
                         config=self.config.model_dump(),
                         timings_s=dict(timings),
+                        trigger="forget" if forgetting else "sleep",
+                        forgotten=list(report.forgotten),
                     )
                 )
         except BaseException:
@@ -215,6 +224,8 @@ class StandardCycle:
         except AdapterLoadError as e:  # published all the same: the pointer names it, a restart serves it
             report.metrics["reload_error"] = str(e)
             log.error("v%d of %s is published but not served yet: %s", version, memory.config.namespace, e)
+        if forgetting:
+            report.metrics["retired"] = _retire_holders(registry, report.forgotten, before=version)
         return report
 
     def _dream(  # noqa: PLR0913
@@ -334,6 +345,27 @@ def _withdraw(backend, registry: AdapterRegistry, name: str, version: int, *, wa
         backend.unload_adapter(name, wait=wait)
     if name not in backend.loaded_adapters:  # files stay while the server may still read them
         registry.discard(version)
+
+
+def _retire_holders(
+    registry: AdapterRegistry, forgotten: Sequence[str], *, before: int | None = None
+) -> list[int]:
+    """Delete the weights of every earlier version that learned a forgotten episode."""
+    erased, retired = set(forgotten), []
+    for version in registry.versions():
+        if (before is None or version < before) and erased & set(registry.manifest(version).episodes):
+            registry.retire(
+                version,
+                reason=f"held {len(erased & set(registry.manifest(version).episodes))} forgotten episode(s)",
+            )
+            retired.append(version)
+    return retired
+
+
+def _serve_base(backend, registry: AdapterRegistry, namespace: str, forgotten: Sequence[str]) -> None:  # noqa: ANN001
+    registry.clear_current()  # first: a restart must not serve what was forgotten
+    backend.activate(None, namespace=namespace)
+    _retire_holders(registry, forgotten)
 
 
 def _ids_of(memory: SleepMemory, facts: Sequence[Fact]) -> list[str]:

@@ -1,0 +1,101 @@
+"""Forgetting for real: erased from the buffer and recall at once, the adapter rebuilt without it,
+every version that held it deleted, and with nothing left the base model serves.
+
+The tiny test Llama is trained and served in-process by the standard cycle. The gate accepts the
+ordinary sleeps here (the tiny model learns nothing a real gate would accept); a forget rebuild is
+published whatever the gate says, which is part of what is tested. That the forgotten fact's recall
+falls back to the base model's is measured on the default model in tests/test_sleep_cycle.py.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from langchain_core.messages.utils import count_tokens_approximately
+
+from sleep_agent import AdapterLoadError, SleepConfig, SleepMemory, SleepPolicy
+from sleep_agent.adapters import AdapterRegistry
+from sleep_agent.doctor import diagnose
+from sleep_agent.sleep import standard
+from sleep_agent.sleep.consolidate import LoraTrainConfig
+from sleep_agent.sleep.gate import GateResult, Scores
+from sleep_agent.sleep.standard import CycleConfig, StandardCycle
+
+QUICK = CycleConfig(
+    training=LoraTrainConfig(rank=4, max_steps=2, batch_size=4),
+    anchors=False,
+    gate={"max_perplexity_rise": None},
+)
+
+
+@pytest.fixture
+def memory(tiny_model_dir, tmp_path, monkeypatch):
+    accept = GateResult(True, "accepted by the test", Scores(0.0, None, 0), Scores(1.0, None, 0))
+    monkeypatch.setattr(standard, "decide", lambda *a, **k: accept)
+    config = SleepConfig(
+        namespace="alice",
+        home=tmp_path / "home",
+        model=str(tiny_model_dir),
+        serving="local",
+        dreaming=False,
+        policy=SleepPolicy(pending_episodes=None, pending_tokens=None, context_fraction=None),
+    )
+    with SleepMemory(config, cycle=StandardCycle(QUICK), token_counter=count_tokens_approximately) as memory:
+        yield memory
+
+
+def test_a_forgotten_fact_leaves_recall_and_every_adapter_that_held_it(memory, monkeypatch):
+    aria = memory.buffer.record([("user", "Aria lives in Portland.")]).id
+    enid = memory.buffer.record([("user", "Enid works as a baker.")]).id
+    assert memory.sleep().adapter_version == 1
+    registry = AdapterRegistry(memory.config.home, "alice")
+
+    refuse = GateResult(False, "the test's gate refuses", Scores(1.0, 1.0, 0), Scores(0.0, 0.0, 0))
+    monkeypatch.setattr(standard, "decide", lambda *a, **k: refuse)  # erasing is not the gate's call
+    result = memory.forget(text="Portland")
+    assert result == {"deleted": 1, "consolidated": 1, "rebuilt_version": 2, "rebuild_needed": False}
+    everywhere = ("pending", "consolidated", "rejected", "deleted")
+    hits = memory.buffer.query("Where does Aria live?", k=5, statuses=everywhere)
+    assert hits and all("Portland" not in r.episode.text for r in hits)  # the text itself is erased
+    manifest = registry.manifest(2)
+    assert manifest.trigger == "forget" and manifest.forgotten == [aria]
+    assert aria not in manifest.episodes and enid in manifest.episodes  # rebuilt from what remains
+    assert "gate_overridden" in memory.last_report.metrics
+    assert registry.current() == 2 and registry.versions() == [2] and registry.history() == [1, 2]
+    assert not (registry.root / "v1" / "adapter_model.safetensors").exists()  # the weights are gone
+    with pytest.raises(AdapterLoadError, match="retired"):
+        memory.rollback(1)
+    assert (
+        memory.backend.active_for("alice") == "alice@v2" and "alice@v1" not in memory.backend.loaded_adapters
+    )
+    assert diagnose(memory.config) == []  # a retired version is not a leftover
+
+    assert memory.forget(everything=True)["rebuild_needed"] is False
+    assert registry.current() is None and registry.versions() == []  # nothing left: the base model
+    assert memory.backend.active_for("alice") is None and memory.backend.loaded_adapters == {}
+    assert memory.buffer.counts()["deleted"] == 2
+
+
+def test_an_episode_forgotten_while_a_sleep_learns_it_is_not_marked_and_is_rebuilt_away(memory):
+    started, go_on = threading.Event(), threading.Event()
+    real = memory.cycle
+
+    def held(mem, episodes, report):  # the sleep has read its episodes; hold it there
+        started.set()
+        assert go_on.wait(60)
+        return real(mem, episodes, report)
+
+    memory.cycle = held
+    pin = memory.buffer.record([("user", "My bank PIN is 4471.")]).id
+    assert memory.sleep_in_background()
+    assert started.wait(60)
+    assert memory.forget(ids=[pin], rebuild=False)["consolidated"] == 0  # still pending when erased
+    go_on.set()
+    report = memory.wait(60)
+    assert report.adapter_version == 1 and pin not in report.consolidated
+    assert memory.buffer.get([pin])[0].status == "deleted"  # not brought back by the marking
+    assert memory.rebuild_needed  # v1 learned it before it was erased
+    memory.cycle = real
+    memory.rebuild()
+    assert not memory.rebuild_needed and AdapterRegistry(memory.config.home, "alice").versions() == []
