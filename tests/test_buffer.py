@@ -231,6 +231,42 @@ def test_a_chroma_server_is_shared_by_two_processes(chroma_server: str):
     assert EpisodeBuffer("dave", url=chroma_server).query("pet", k=5) == []
 
 
+def test_several_processes_recording_at_once_through_a_server_lose_nothing(chroma_server: str):
+    """3 processes x 3 threads x 10 turns, all into one namespace at once, while this process reads."""
+    script = textwrap.dedent(
+        f"""
+        import sys, threading
+        from sleep_agent.buffer import EpisodeBuffer
+        b = EpisodeBuffer("erin", url={chroma_server!r})
+        def write(t):
+            for i in range(10):
+                b.record([("user", f"process {{sys.argv[1]}} thread {{t}} turn {{i}}")], thread_id=f"p{{sys.argv[1]}}")
+        threads = [threading.Thread(target=write, args=(t,)) for t in range(3)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        print("done")
+        """
+    )
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(n)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for n in range(3)
+    ]
+    reader = EpisodeBuffer("erin", url=chroma_server)
+    while any(w.poll() is None for w in writers):
+        reader.counts()  # reads interleaved with the writes
+        time.sleep(0.05)
+    for w in writers:
+        out, err = w.communicate()
+        assert w.returncode == 0 and out.strip() == "done", err[-2000:]
+    texts = {ep.text for ep in reader.episodes("pending")}
+    expected = {
+        f"user: process {n} thread {t} turn {i}" for n in range(3) for t in range(3) for i in range(10)
+    }
+    assert texts == expected and len(reader) == 90
+
+
 def test_an_unreachable_server_says_how_to_start_one():
     with pytest.raises(BufferUnavailableError, match="chroma run"):
         EpisodeBuffer("alice", url=f"http://127.0.0.1:{_free_port()}")
