@@ -85,3 +85,28 @@ def default_model_dir() -> Path:
 
 def torch_threads() -> int:
     return int(os.environ.get("SLEEP_AGENT_TEST_THREADS", "2"))
+
+
+def tiny_config(model_dir: Path, home: Path, namespace: str = "alice"):  # noqa: ANN201
+    """A memory on the tiny Llama served in-process, sleeping only when told to, without dreams."""
+    from sleep_agent import SleepConfig, SleepPolicy
+
+    return SleepConfig(
+        namespace=namespace,
+        home=home,
+        model=str(model_dir),
+        serving="local",
+        dreaming=False,
+        policy=SleepPolicy(pending_episodes=None, pending_tokens=None, context_fraction=None),
+    )
+
+
+@pytest.fixture
+def gate_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gate accepts every candidate: the tiny model learns nothing a real gate would accept, and
+    tests using this check what happens around a publish, not what the gate decides."""
+    from sleep_agent.sleep import standard
+    from sleep_agent.sleep.gate import GateResult, Scores
+
+    accept = GateResult(True, "accepted by the test", Scores(0.0, None, 0), Scores(1.0, None, 0))
+    monkeypatch.setattr(standard, "decide", lambda *a, **k: accept)

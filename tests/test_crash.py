@@ -18,15 +18,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import tiny_config
 from langchain_core.messages.utils import count_tokens_approximately
 
-from sleep_agent import SleepConfig, SleepMemory, SleepPolicy
+from sleep_agent import SleepMemory
 from sleep_agent.adapters import AdapterRegistry
 from sleep_agent.buffer import EpisodeBuffer
 from sleep_agent.doctor import diagnose
-from sleep_agent.sleep import standard
 from sleep_agent.sleep.consolidate import LoraTrainConfig
-from sleep_agent.sleep.gate import GateResult, Scores
 from sleep_agent.sleep.standard import CycleConfig, StandardCycle
 
 SETUP = textwrap.dedent(
@@ -131,17 +130,6 @@ def _run(script: str, home: Path, model: Path, stage: str) -> tuple[int, list[st
     return done.returncode, recorded if done.returncode else [done.stderr[-3000:]]
 
 
-def _config(home: Path, model: Path) -> SleepConfig:
-    return SleepConfig(
-        namespace="alice",
-        home=home,
-        model=str(model),
-        serving="local",
-        dreaming=False,
-        policy=SleepPolicy(pending_episodes=None, pending_tokens=None, context_fraction=None),
-    )
-
-
 @pytest.fixture(scope="module")
 def after_first_night(tiny_model_dir, tmp_path_factory) -> tuple[Path, list[str]]:
     """A home with one published version (v1) and its episode consolidated, written by a child."""
@@ -159,7 +147,7 @@ def after_first_night(tiny_model_dir, tmp_path_factory) -> tuple[Path, list[str]
 
 @pytest.mark.parametrize("stage", list(CURRENT))
 def test_a_kill_at_any_stage_loses_nothing_and_the_next_sleep_completes(
-    stage, after_first_night, tiny_model_dir, tmp_path, monkeypatch
+    stage, after_first_night, tiny_model_dir, tmp_path, gate_accepts
 ):
     first_home, first_ids = after_first_night
     home = tmp_path / "home"
@@ -167,7 +155,7 @@ def test_a_kill_at_any_stage_loses_nothing_and_the_next_sleep_completes(
     returncode, recorded = _run(SECOND_NIGHT, home, tiny_model_dir, stage)
     assert returncode == -signal.SIGKILL, recorded
 
-    config = _config(home, tiny_model_dir)
+    config = tiny_config(tiny_model_dir, home)
     buffer = EpisodeBuffer.from_config(config)
     stored = {ep.id: ep for ep in buffer.episodes(None)}
     assert set(first_ids + recorded) <= set(stored)  # nothing recorded before the kill is lost
@@ -188,8 +176,6 @@ def test_a_kill_at_any_stage_loses_nothing_and_the_next_sleep_completes(
             recorded, "consolidated"
         )
 
-    accept = GateResult(True, "accepted by the test", Scores(0.0, None, 0), Scores(1.0, None, 0))
-    monkeypatch.setattr(standard, "decide", lambda *a, **k: accept)
     quick = CycleConfig(
         training=LoraTrainConfig(rank=4, max_steps=2, batch_size=4),
         anchors=False,

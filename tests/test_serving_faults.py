@@ -9,14 +9,13 @@ a real gate would accept; what is tested is what happens around the reload).
 from __future__ import annotations
 
 import pytest
+from conftest import tiny_config
 from langchain_core.messages.utils import count_tokens_approximately
 
-from sleep_agent import AdapterLoadError, SleepConfig, SleepMemory, SleepPolicy
+from sleep_agent import AdapterLoadError, SleepMemory
 from sleep_agent.adapters import AdapterRegistry
 from sleep_agent.serving.base import activate_with_retry
-from sleep_agent.sleep import standard
 from sleep_agent.sleep.consolidate import LoraTrainConfig
-from sleep_agent.sleep.gate import GateResult, Scores
 from sleep_agent.sleep.standard import CycleConfig, StandardCycle
 
 QUICK = CycleConfig(
@@ -29,17 +28,8 @@ QUICK = CycleConfig(
 
 
 @pytest.fixture
-def memory(tiny_model_dir, tmp_path, monkeypatch):
-    accept = GateResult(True, "accepted by the test", Scores(0.0, None, 0), Scores(1.0, None, 0))
-    monkeypatch.setattr(standard, "decide", lambda *a, **k: accept)
-    config = SleepConfig(
-        namespace="alice",
-        home=tmp_path / "home",
-        model=str(tiny_model_dir),
-        serving="local",
-        dreaming=False,
-        policy=SleepPolicy(pending_episodes=None, pending_tokens=None, context_fraction=None),
-    )
+def memory(tiny_model_dir, tmp_path, gate_accepts):
+    config = tiny_config(tiny_model_dir, tmp_path / "home")
     with SleepMemory(config, cycle=StandardCycle(QUICK), token_counter=count_tokens_approximately) as memory:
         memory.buffer.record([("user", "Aria lives in Portland.")])
         assert memory.sleep().adapter_version == 1
