@@ -1,11 +1,12 @@
-"""Shared by the benchmarks: percentiles, summaries and a description of the machine."""
+"""Shared by the latency benchmarks: percentiles and summaries in milliseconds.
+
+The machine description and sleep summaries come from ``sleep_agent.eval`` (``run.machine``,
+``cost.sleep_record``), as in the evaluation protocols.
+"""
 
 from __future__ import annotations
 
-import os
-import platform
 import statistics
-from importlib.metadata import PackageNotFoundError, version
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -24,17 +25,3 @@ def summary(values: list[float]) -> dict[str, float]:
         "max_ms": max(ms),
         "mean_ms": statistics.fmean(ms),
     }
-
-
-def machine(*packages: str) -> dict[str, object]:
-    info: dict[str, object] = {
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-    }
-    for name in packages:
-        try:
-            info[name] = version(name)
-        except PackageNotFoundError:
-            info[name] = None
-    return info

@@ -29,9 +29,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from _stats import machine  # benchmarks/ is on sys.path when run as a script
 from langchain_core.messages.utils import count_tokens_approximately
 from sleep_acceptance import ask_all, cycle_from_json
+
+from sleep_agent.eval.cost import sleep_record
+from sleep_agent.eval.run import machine
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -118,16 +120,6 @@ def probe(backend, adapter: str, items: list) -> int:  # noqa: ANN001
     return probe_score(items, ask_all(backend, adapter, [q for q, _ in items]))
 
 
-def sleep_summary(report) -> dict:  # noqa: ANN001
-    keys = ("facts", "train_samples", "dream_train_samples", "dreams", "before", "after", "gate_reason")
-    return {
-        "adapter_version": report.adapter_version,
-        "timings_s": report.timings_s,
-        "seconds": round(sum(report.timings_s.values()), 1),
-        **{k: report.metrics[k] for k in keys if k in report.metrics},
-    }
-
-
 def run_seal(server, passages, conditions, probe_items, home: Path) -> dict:  # noqa: ANN001
     from sleep_agent.adapters import AdapterRegistry
 
@@ -154,7 +146,7 @@ def run_seal(server, passages, conditions, probe_items, home: Path) -> dict:  # 
         out[label] = {
             "accuracy": squad_score(answers, golds),
             "probe": probe(server, active, probe_items),
-            "sleep": sleep_summary(report),
+            "sleep": sleep_record(report),
             "adapter_dir": str(
                 AdapterRegistry(memory.config.home, memory.config.namespace).path(report.adapter_version)
             )
@@ -187,7 +179,7 @@ def run_retention(server, batches, conditions, probe_items, home: Path) -> dict:
             report = memory.sleep()
             active = server.active_adapter or base
             matrix.append([recall(server, active, earlier) for earlier in batches[: b + 1]])
-            sleeps.append(sleep_summary(report))
+            sleeps.append(sleep_record(report))
             print(
                 f"retention {label} after sleep {b + 1}: {matrix[-1]} ({sleeps[-1]['seconds']} s)", flush=True
             )
@@ -280,7 +272,7 @@ def main() -> None:
     batches = [facts[i * args.batch_size : (i + 1) * args.batch_size] for i in range(args.batches)]
     probe_items = load_probe(SHARED / "general_probe.jsonl")
     result: dict = {
-        "machine": machine("torch", "vllm", "peft", "transformers"),
+        "machine": machine(),
         "cycle": cycle_config.model_dump(),
     }
     model_path = prepare_model("default", progress=False)

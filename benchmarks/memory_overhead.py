@@ -19,7 +19,9 @@ import time
 import uuid
 from pathlib import Path
 
-from _stats import machine, summary  # benchmarks/ is on sys.path when run as a script
+from _stats import summary  # benchmarks/ is on sys.path when run as a script
+
+from sleep_agent.eval.run import machine
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -147,7 +149,7 @@ def main() -> None:
     result = {
         "benchmark": "memory-node overhead per turn",
         "command": "python benchmarks/memory_overhead.py",
-        "machine": machine("chromadb", "sentence-transformers", "torch", "langgraph"),
+        "machine": machine("sentence-transformers", "langgraph"),
         "settings": vars(args) | {"out": args.out.name, "plot": args.plot.name},
         "definitions": {
             "recall": "recall_node: embed the last user message, query Chroma, format the memory message",

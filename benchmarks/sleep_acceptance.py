@@ -28,7 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _stats import machine  # benchmarks/ is on sys.path when run as a script
+from sleep_agent.eval.run import machine
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -176,7 +176,7 @@ def main() -> None:
         "probe_large": load_probe(REPO / "sleep_agent/eval/data/probe_large.jsonl"),
     }
     reference = [p["context"] for p in json.loads((SHARED / "squad_dev.json").read_text())[-30:]]
-    result: dict = {"facts": len(facts), "machine": machine("torch", "vllm", "peft", "transformers")}
+    result: dict = {"facts": len(facts), "machine": machine()}
 
     home = Path(tempfile.mkdtemp(prefix="sleep-acceptance-"))
     config = SleepConfig(

@@ -46,7 +46,17 @@ def training_peak_fraction(tokens_per_s: float, parameters: int, peak_gflops: fl
 
 def sleep_record(report: SleepReport) -> dict[str, Any]:
     """The part of a sleep report a result file keeps."""
-    keys = ("facts", "train_samples", "train_tokens", "train_tokens_per_s", "dreams", "gate_reason")
+    keys = (
+        "facts",
+        "train_samples",
+        "dream_train_samples",
+        "train_tokens",
+        "train_tokens_per_s",
+        "dreams",
+        "before",
+        "after",
+        "gate_reason",
+    )
     return {
         "adapter_version": report.adapter_version,
         "seconds": round(sum(report.timings_s.values()), 1),

