@@ -207,28 +207,32 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
-    seal = result.get("seal")
+    seal, ret = result.get("seal"), result.get("retention")
+    panels = (1 if seal else 0) + (2 if ret else 0)
+    fig, axes = plt.subplots(1, panels, figsize=(4.7 * panels, 4.2), squeeze=False)
+    axes = list(axes[0])
     if seal:
+        ax = axes.pop(0)
         labels = [k for k in ("base", "no_dreaming", "dreaming", "in_context") if k in seal]
-        axes[0].bar(labels, [seal[k]["accuracy"] for k in labels])
-        axes[0].set_title(f"SQuAD, no passage in context ({seal['passages']} passages)")
-        axes[0].set_ylabel("answered right")
-    ret = result.get("retention")
+        ax.bar(labels, [seal[k]["accuracy"] for k in labels])
+        ax.set_title(f"SQuAD, no passage in context ({seal['passages']} passages)")
+        ax.set_ylabel("answered right")
     if ret:
+        curve, bars = axes
         for label, colour in (("no_dreaming", "C0"), ("dreaming", "C1")):
             if label not in ret:
                 continue
             first = [row[0] for row in ret[label]["matrix"]]
-            axes[1].plot(range(1, len(first) + 1), first, marker="o", color=colour, label=label)
-        axes[1].set_title("first batch recall after each sleep")
-        axes[1].set_xlabel("sleeps")
-        axes[1].set_ylim(0, 1.05)
-        axes[1].legend()
+            curve.plot(range(1, len(first) + 1), first, marker="o", color=colour, label=label)
+        curve.set_title("first batch recall after each sleep")
+        curve.set_xlabel("sleeps")
+        curve.set_xticks(range(1, len(ret["batches"]) + 1))
+        curve.set_ylim(0, 1.05)
+        curve.legend()
         labels = [k for k in ("base", "no_dreaming", "dreaming") if k in ret]
-        axes[2].bar(labels, [ret[k]["compositional"] for k in labels])
-        axes[2].set_title(f"compositional questions ({ret['compositional_questions']})")
-        axes[2].set_ylim(0, 1.05)
+        bars.bar(labels, [ret[k]["compositional"] for k in labels])
+        bars.set_title(f"compositional questions ({ret['compositional_questions']})")
+        bars.set_ylim(0, 1.05)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
