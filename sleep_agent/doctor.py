@@ -15,7 +15,6 @@ sleep lock (a running sleep is never touched), the doctor looks for:
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from sleep_agent.adapters import AdapterRegistry
 from sleep_agent.config import SleepConfig
-from sleep_agent.errors import NamespaceBusyError
+from sleep_agent.errors import AdapterLoadError, NamespaceBusyError
 from sleep_agent.locks import NamespaceLock
 
 if TYPE_CHECKING:
@@ -65,20 +64,20 @@ def diagnose(config: SleepConfig, *, repair: bool = False) -> list[Finding]:
             findings.append(Finding(namespace, f"not checked: {e}", "run the doctor when the sleep ends"))
             continue
         try:
-            ns_config = config.model_copy(update={"namespace": namespace})
-            buffer = _buffer(ns_config)
+            registry = AdapterRegistry(home, namespace)
+            buffer = _buffer(config.model_copy(update={"namespace": namespace}))
             pending = {ep.id for ep in buffer.episodes("pending")} if buffer is not None else set()
-            findings += _leftovers(home, namespace, repair)
-            findings += _pointer(home, namespace, pending, repair)
+            findings += _leftovers(home, registry, repair)
+            findings += _pointer(registry, pending, repair)
             if buffer is not None:
-                findings += _marks(buffer, AdapterRegistry(home, namespace), repair)
+                findings += _marks(buffer, registry, pending, repair)
         finally:
             lock.release()
     return findings
 
 
-def _leftovers(home: Path, namespace: str, repair: bool) -> list[Finding]:
-    registry = AdapterRegistry(home, namespace)
+def _leftovers(home: Path, registry: AdapterRegistry, repair: bool) -> list[Finding]:
+    namespace = registry.namespace
     paths = registry.leftovers()
     scratch = scratch_dir(home, namespace)
     paths += sorted(scratch.iterdir()) if scratch.is_dir() else []
@@ -92,38 +91,27 @@ def _leftovers(home: Path, namespace: str, repair: bool) -> list[Finding]:
     return findings
 
 
-def _pointer(home: Path, namespace: str, pending: set[str], repair: bool) -> list[Finding]:
-    registry = AdapterRegistry(home, namespace)
+def _pointer(registry: AdapterRegistry, pending: set[str], repair: bool) -> list[Finding]:
     published = registry.versions()
     pointer = registry.root / "current.json"
-    if not pointer.exists():
-        if not published:
-            return []
-        named = None
+    try:
+        current = registry.current()
+    except AdapterLoadError:
+        problem = "the pointer cannot be read"
     else:
-        try:
-            named = int(json.loads(pointer.read_text())["version"])
-        except (OSError, ValueError, KeyError, TypeError):
-            named = -1
-    if named is not None and named != -1 and named in published:
-        return _interrupted_publish(registry, named, pending, repair)
+        if current is not None:
+            return _interrupted_publish(registry, current, pending, repair)
+        if not pointer.exists() and not published:
+            return []  # nothing published yet: nothing to point at
+        problem = "the pointer names a version that was never published" if pointer.exists() else "no pointer"
     if not published:
         if repair:
             pointer.unlink(missing_ok=True)
-        return [
-            Finding(namespace, "the pointer names a version that was never published", "remove it", repair)
-        ]
+        return [Finding(registry.namespace, problem, "remove it", repair)]
     latest = published[-1]
-    problem = (
-        "no pointer"
-        if named is None
-        else "the pointer cannot be read"
-        if named == -1
-        else (f"the pointer names v{named}, which was never published")
-    )
     if repair:
         registry.set_current(latest)
-    return [Finding(namespace, problem, f"point at the newest published version, v{latest}", repair)]
+    return [Finding(registry.namespace, problem, f"point at the newest published version, v{latest}", repair)]
 
 
 def _interrupted_publish(
@@ -155,13 +143,15 @@ def _buffer(config: SleepConfig) -> EpisodeBuffer | None:
     return EpisodeBuffer.from_config(config)
 
 
-def _marks(buffer: EpisodeBuffer, registry: AdapterRegistry, repair: bool) -> list[Finding]:
+def _marks(
+    buffer: EpisodeBuffer, registry: AdapterRegistry, pending_ids: set[str], repair: bool
+) -> list[Finding]:
     namespace = registry.namespace
     findings = []
     current = registry.current()
     if current is not None:
         listed = set(registry.manifest(current).episodes)
-        pending = [ep.id for ep in buffer.episodes("pending") if ep.id in listed]
+        pending = sorted(pending_ids & listed)
         if pending:
             if repair:
                 buffer.mark(pending, "consolidated", adapter_version=current)
