@@ -353,11 +353,11 @@ def _retire_holders(
     """Delete the weights of every earlier version that learned a forgotten episode."""
     erased, retired = set(forgotten), []
     for version in registry.versions():
-        if (before is None or version < before) and erased & set(registry.manifest(version).episodes):
-            registry.retire(
-                version,
-                reason=f"held {len(erased & set(registry.manifest(version).episodes))} forgotten episode(s)",
-            )
+        if before is not None and version >= before:
+            continue
+        held = erased & set(registry.manifest(version).episodes)
+        if held:
+            registry.retire(version, reason=f"held {len(held)} forgotten episode(s)")
             retired.append(version)
     return retired
 
