@@ -99,6 +99,14 @@ class AdapterRegistry:
             if item.name not in ("manifest.json", _RETIRED):
                 shutil.rmtree(item) if item.is_dir() else item.unlink()
 
+    def holders(self, episode_ids: set[str] | list[str]) -> dict[int, list[str]]:
+        """Servable versions whose weights learned any of ``episode_ids``, with the ones each holds."""
+        wanted = set(episode_ids)
+        if not wanted:
+            return {}
+        found = {v: sorted(wanted & set(self.manifest(v).episodes)) for v in self.versions()}
+        return {v: ids for v, ids in found.items() if ids}
+
     def clear_current(self) -> None:
         """Serve the base model: no version is current (every memory was forgotten)."""
         (self.root / _POINTER).unlink(missing_ok=True)

@@ -189,7 +189,8 @@ def doctor_cmd(
 ) -> None:
     """Find (and with --repair, fix) what an interrupted sleep left: scratch, pointer, unmarked episodes.
 
-    Exits 1 when something is found and not repaired. A namespace that is sleeping now is skipped.
+    Exits 1 when something is found and not repaired (a forget's owed rebuild needs the model, so
+    it is only reported). A namespace that is sleeping now is skipped.
     """
     from sleep_agent.config import BufferConfig, SleepConfig
     from sleep_agent.doctor import diagnose
@@ -206,6 +207,8 @@ def doctor_cmd(
         typer.echo(f"{home}: nothing to repair")
     elif not repair:
         typer.echo("run again with --repair to fix these")
+        raise typer.Exit(code=1)
+    elif not all(f.repaired for f in findings):  # what needs the model (a rebuild) is left to the user
         raise typer.Exit(code=1)
 
 

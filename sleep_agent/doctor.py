@@ -10,7 +10,9 @@ sleep lock (a running sleep is never touched), the doctor looks for:
 - an interrupted publish: the newest version has its manifest, but the pointer never moved to it
   (its parent is the current version and its new episodes are still pending);
 - published but never marked: episodes in the current version's manifest still pending;
-- episodes marked into a version that was never published.
+- episodes marked into a version that was never published;
+- forgotten episodes still in a servable version's weights (a forget whose rebuild never ran):
+  reported only, since rebuilding needs the model (``SleepMemory(config).rebuild()``).
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def diagnose(config: SleepConfig, *, repair: bool = False) -> list[Finding]:
             findings += _pointer(registry, pending, repair)
             if buffer is not None:
                 findings += _marks(buffer, registry, pending, repair)
+                findings += _owed_rebuild(buffer, registry)
         finally:
             lock.release()
     return findings
@@ -177,3 +180,18 @@ def _marks(
             )
         )
     return findings
+
+
+def _owed_rebuild(buffer: EpisodeBuffer, registry: AdapterRegistry) -> list[Finding]:
+    held = registry.holders([ep.id for ep in buffer.episodes("deleted")])
+    if not held:
+        return []
+    erased = {i for ids in held.values() for i in ids}
+    versions = ", ".join(f"v{v}" for v in held)
+    return [
+        Finding(
+            registry.namespace,
+            f"{len(erased)} forgotten episode(s) are still in the weights of {versions}",
+            f"rebuild the adapter: SleepMemory(SleepConfig(namespace={registry.namespace!r}, ...)).rebuild()",
+        )
+    ]

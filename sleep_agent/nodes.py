@@ -85,7 +85,6 @@ class SleepMemory:
         self._consolidated_messages: set[str] = set()
         self._last_activity: float | None = None
         self._last_decision: dict[str, SleepDecision] = {}
-        self._forgotten: list[str] = []  # consolidated episodes erased, still in the served adapter
         self.last_report: SleepReport | None = None
 
     # -- the nodes -------------------------------------------------------------------------
@@ -285,9 +284,8 @@ class SleepMemory:
         episodes = self.buffer.get(targets)
         consolidated = [ep.id for ep in episodes if ep.status == "consolidated"]
         deleted = self.buffer.delete([ep.id for ep in episodes if ep.status != "deleted"], reason="forgotten")
-        self._forgotten.extend(i for i in consolidated if i not in self._forgotten)
         result: dict[str, Any] = {"deleted": deleted, "consolidated": len(consolidated)}
-        if self._forgotten and rebuild:
+        if rebuild and self.forgotten_in_weights():
             try:
                 report = self.rebuild()
                 result["rebuilt_version"] = report.adapter_version
@@ -299,15 +297,25 @@ class SleepMemory:
 
     @property
     def rebuild_needed(self) -> bool:
-        """Forgotten memories are still in the served adapter until :meth:`rebuild` succeeds."""
-        return bool(self._forgotten)
+        """Forgotten memories are still in some adapter's weights until :meth:`rebuild` succeeds."""
+        return bool(self.forgotten_in_weights())
+
+    def forgotten_in_weights(self) -> list[str]:
+        """Erased episodes that a servable adapter version still learned.
+
+        Read from the buffer and the manifests, not kept in this object: a process that restarts
+        between a forget and its rebuild still knows the rebuild is owed (so does the doctor).
+        """
+        from sleep_agent.adapters import AdapterRegistry
+
+        erased = [ep.id for ep in self.buffer.episodes("deleted")]
+        held = AdapterRegistry(self.config.home, self.config.namespace).holders(erased)
+        return sorted({i for ids in held.values() for i in ids})
 
     def rebuild(self) -> SleepReport:
         """Retrain the adapter without the forgotten memories (and learn what is pending meanwhile)."""
         self.wait()  # a background sleep finishes first: its episodes are then part of the rebuild
-        report = self.sleep(trigger="forget", forgotten=list(self._forgotten))
-        self._forgotten = [i for i in self._forgotten if i not in report.forgotten]
-        return report
+        return self.sleep(trigger="forget", forgotten=self.forgotten_in_weights())
 
     def status(self) -> dict[str, Any]:
         """Counts per status, pending load, active adapter, whether sleeping, the last report."""
@@ -463,10 +471,9 @@ class SleepMemory:
         unknown = [i for i in [*report.consolidated, *report.rejected, *report.retry] if i not in known]
         if unknown:
             raise SleepAgentError(f"the cycle reported episodes it was not given: {unknown[:5]}")
-        # an episode forgotten while the cycle ran stays forgotten (and is rebuilt away next)
+        # an episode forgotten while the cycle ran stays forgotten; the new manifest lists it, so
+        # forgotten_in_weights() owes a rebuild for it
         erased = {ep.id for ep in self.buffer.get([*known]) if ep.status == "deleted"}
-        if erased & set(report.consolidated):
-            self._forgotten.extend(erased & set(report.consolidated))
         report.consolidated = [i for i in report.consolidated if i not in erased]
         report.rejected = {i: r for i, r in report.rejected.items() if i not in erased}
         report.retry = {i: r for i, r in report.retry.items() if i not in erased}

@@ -14,9 +14,11 @@ import threading
 import pytest
 from conftest import tiny_config
 from langchain_core.messages.utils import count_tokens_approximately
+from typer.testing import CliRunner
 
 from sleep_agent import AdapterLoadError, SleepMemory
 from sleep_agent.adapters import AdapterRegistry
+from sleep_agent.cli import app
 from sleep_agent.doctor import diagnose
 from sleep_agent.sleep import standard
 from sleep_agent.sleep.consolidate import LoraTrainConfig
@@ -91,3 +93,25 @@ def test_an_episode_forgotten_while_a_sleep_learns_it_is_not_marked_and_is_rebui
     memory.cycle = real
     memory.rebuild()
     assert not memory.rebuild_needed and AdapterRegistry(memory.config.home, "alice").versions() == []
+
+
+def test_a_rebuild_owed_by_a_forget_survives_a_restart_and_the_doctor_reports_it(memory, tmp_path):
+    secret = memory.buffer.record([("user", "My locker code is 2719.")]).id
+    memory.buffer.record([("user", "Enid works as a baker.")])
+    assert memory.sleep().adapter_version == 1
+    assert memory.forget(ids=[secret], rebuild=False)["rebuild_needed"] is True
+    memory.close()  # the process ends before the rebuild
+
+    config = memory.config
+    with SleepMemory(config, cycle=StandardCycle(QUICK), token_counter=count_tokens_approximately) as again:
+        assert again.rebuild_needed and again.forgotten_in_weights() == [secret]
+        assert again.status()["rebuild_needed"] is True
+        [finding] = diagnose(config, repair=True)
+        assert "1 forgotten episode(s) are still in the weights of v1" in finding.problem
+        assert not finding.repaired  # the doctor has no model to rebuild with
+        cli = CliRunner().invoke(app, ["doctor", "--home", str(config.home), "--repair"])
+        assert cli.exit_code == 1 and "rebuild()" in cli.stdout  # not fixed: the exit status says so
+        report = again.rebuild()
+        assert report.forgotten == [secret] and report.adapter_version == 2
+        assert not again.rebuild_needed and diagnose(config) == []
+        assert AdapterRegistry(config.home, "alice").versions() == [2]

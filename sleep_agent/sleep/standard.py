@@ -130,8 +130,6 @@ class StandardCycle:
 
         backend = memory.backend
         current = backend.active_for(memory.config.namespace)
-        with _timed(timings, "anchors"):
-            anchors = self._anchors(backend) if self.config.anchors else []
         parent = registry.current()
         current_dir = backend.loaded_adapters.get(current) if current is not None else None
         continual = self.config.start == "continual" and parent is not None
@@ -143,6 +141,8 @@ class StandardCycle:
             _serve_base(backend, registry, memory.config.namespace, report.forgotten)
             report.metrics["rebuild"] = "no memory left: the base model serves"
             return report
+        with _timed(timings, "anchors"):
+            anchors = self._anchors(backend) if self.config.anchors else []
         samples = memories + anchors
         version = registry.next_version()
         name = adapter_name(memory.config.namespace, version)
@@ -351,12 +351,9 @@ def _retire_holders(
     registry: AdapterRegistry, forgotten: Sequence[str], *, before: int | None = None
 ) -> list[int]:
     """Delete the weights of every earlier version that learned a forgotten episode."""
-    erased, retired = set(forgotten), []
-    for version in registry.versions():
-        if before is not None and version >= before:
-            continue
-        held = erased & set(registry.manifest(version).episodes)
-        if held:
+    retired = []
+    for version, held in registry.holders(forgotten).items():
+        if before is None or version < before:
             registry.retire(version, reason=f"held {len(held)} forgotten episode(s)")
             retired.append(version)
     return retired
