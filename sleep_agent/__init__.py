@@ -20,6 +20,7 @@ _WHERE = {
     "NamespaceBusyError": "sleep_agent.errors",
     "RecallConfig": "sleep_agent.config",
     "ServerStartError": "sleep_agent.errors",
+    "ServerUnavailableError": "sleep_agent.errors",
     "ServingConfig": "sleep_agent.config",
     "SleepAgentError": "sleep_agent.errors",
     "SleepConfig": "sleep_agent.config",
@@ -47,6 +48,7 @@ __all__ = [
     "NamespaceBusyError",
     "RecallConfig",
     "ServerStartError",
+    "ServerUnavailableError",
     "ServingConfig",
     "SleepAgentError",
     "SleepConfig",
@@ -86,7 +88,9 @@ if TYPE_CHECKING:
         BufferUnavailableError,
         InvalidEpisodeError,
         ModelNotFoundError,
+        NamespaceBusyError,
         ServerStartError,
+        ServerUnavailableError,
         SleepAgentError,
     )
     from sleep_agent.models import prepare_model

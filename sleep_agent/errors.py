@@ -43,3 +43,7 @@ class BufferUnavailableError(SleepAgentError):
 
 class NamespaceBusyError(SleepAgentError):
     """Another sleep of the same namespace is running (in this memory, another one, or another process)."""
+
+
+class ServerUnavailableError(SleepAgentError, ConnectionError):
+    """The serving backend stopped answering (killed, restarting, unreachable); nothing was lost."""

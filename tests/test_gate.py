@@ -34,6 +34,17 @@ def test_earlier_memories_must_survive():
     assert decide(Scores(0.0, 1.0, 11), Scores(1.0, 0.95, 11), GateConfig(max_retention_drop=0.1)).accepted
 
 
+def test_with_few_earlier_memories_one_may_be_lost_but_not_two():
+    one_of_five = decide(Scores(0.0, 1.0, 11, None, 5), Scores(1.0, 0.8, 11, None, 5), GateConfig())
+    assert one_of_five.accepted  # 10% of 5 would allow none: a sleep could never add to a small memory
+    two_of_five = decide(Scores(0.0, 1.0, 11, None, 5), Scores(1.0, 0.6, 11, None, 5), GateConfig())
+    assert not two_of_five.accepted and "(allowed 20%)" in two_of_five.reason
+    strict = GateConfig(max_retention_lost=0)
+    assert not decide(Scores(0.0, 1.0, 11, None, 5), Scores(1.0, 0.8, 11, None, 5), strict).accepted
+    # with many memories the fraction is the larger allowance: 3 of 20 is 15%, over 10%
+    assert not decide(Scores(0.0, 1.0, 11, None, 20), Scores(1.0, 0.85, 11, None, 20), GateConfig()).accepted
+
+
 def test_recall_asks_held_out_phrasings_only_and_the_probe_counts_keywords():
     fact = Fact(
         "Aria lives in Portland.",

@@ -85,3 +85,20 @@ def test_activation_gives_up_after_its_attempts_with_a_clear_error(memory, monke
         AdapterLoadError, match=r"after 2 attempts: connection refused.*previous version keeps"
     ):
         activate_with_retry(memory.backend, "alice@v1", registry.path(1), attempts=2, backoff_s=0.01)
+
+
+def test_a_chat_model_whose_server_is_away_names_the_fix_and_streams_the_same_error():
+    """A real openai client against a port nothing listens on (what a killed vLLM leaves)."""
+    from sleep_agent import ServerUnavailableError
+    from sleep_agent.serving.router import AdapterRouter
+    from sleep_agent.serving.vllm import RoutedChatOpenAI, free_port
+
+    router = AdapterRouter("base")
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    llm = RoutedChatOpenAI(router=router, namespace="alice", base_url=url, api_key="EMPTY", max_retries=0)
+    with pytest.raises(ServerUnavailableError, match=r"did not answer.*memory\.reload\(\)") as caught:
+        llm.invoke("hello")
+    assert isinstance(caught.value, ConnectionError) and url.removesuffix("/v1") in str(caught.value)
+    with pytest.raises(ServerUnavailableError):
+        list(llm.stream("hello"))
+    assert router.inflight("base") == 0  # the failed calls do not hold up a later swap

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
 
@@ -228,3 +230,41 @@ def test_two_users_on_one_server_never_get_each_others_adapter(server, adapters,
     assert {"alice@v1", "bob@v2"} <= set(server.loaded_adapters) and "bob@v1" not in server.loaded_adapters
     assert memories["alice"].status()["active_adapter"] == "alice@v1"
     assert memories["bob"].status()["active_adapter"] == "bob@v2"
+
+
+def test_a_killed_server_gives_a_clear_error_and_a_restarted_one_serves_the_current_version(
+    adapters, default_model_dir, tmp_path
+):
+    """A memory attached to a server that is killed and started again on the same port."""
+    from sleep_agent import ServerUnavailableError, SleepConfig, SleepMemory
+    from sleep_agent.adapters import AdapterRegistry, Manifest
+
+    question, _, answer = FACTS_A[0]
+    port = free_port()
+    config = ServingConfig(port=port, startup_timeout_s=900)
+    home = tmp_path / "home"
+    AdapterRegistry(home, "carol").publish(adapters["v1"], Manifest("carol", 1, None))
+    serving = {"base_url": f"http://127.0.0.1:{port}", "request_timeout_s": 60}
+    memory = SleepMemory(SleepConfig(namespace="carol", home=home, serving=serving))
+
+    first = VLLMServer(default_model_dir, config=config, log_dir=tmp_path / "logs").start()
+    try:
+        llm = memory.chat_model(max_tokens=24, max_retries=0)  # attaching serves v1
+        reply = llm.invoke(question)
+        assert reply.response_metadata["model_name"] == "carol@v1" and answer in reply.content.lower()
+    finally:
+        os.killpg(first.process.pid, signal.SIGKILL)  # killed, engine process and all
+        first.process.wait(timeout=60)
+        first.stop()
+
+    with pytest.raises(ServerUnavailableError, match="memory.reload"):
+        llm.invoke(question)
+    with pytest.raises(AdapterLoadError, match="did not answer|does not answer"):
+        memory.reload(attempts=2, backoff_s=0.1)
+    assert AdapterRegistry(home, "carol").current() == 1  # nothing on disk changed
+
+    with VLLMServer(default_model_dir, config=config, log_dir=tmp_path / "logs"):  # restarted, empty
+        assert memory.reload() == "carol@v1"  # the server's lost adapters are loaded again
+        reply = llm.invoke(question)
+        assert reply.response_metadata["model_name"] == "carol@v1" and answer in reply.content.lower()
+    memory.close()

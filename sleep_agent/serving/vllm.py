@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,13 @@ from langchain_openai import ChatOpenAI
 from pydantic import PrivateAttr
 
 from sleep_agent.config import ServingConfig
-from sleep_agent.errors import AdapterLoadError, MissingDependencyError, ServerStartError, log_tail
+from sleep_agent.errors import (
+    AdapterLoadError,
+    MissingDependencyError,
+    ServerStartError,
+    ServerUnavailableError,
+    log_tail,
+)
 from sleep_agent.serving.base import GenerationParams, Message, ServingBackend
 from sleep_agent.serving.router import AdapterRouter
 
@@ -57,25 +64,42 @@ class RoutedChatOpenAI(ChatOpenAI):
         return "sleep-agent-vllm"
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
-        with self._router.request(namespace=self._namespace) as target:
+        with self._router.request(namespace=self._namespace) as target, _unavailable(self.openai_api_base):
             return super()._generate(messages, stop, run_manager, **{**kwargs, "model": target})
 
     async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
-        with self._router.request(namespace=self._namespace) as target:
+        with self._router.request(namespace=self._namespace) as target, _unavailable(self.openai_api_base):
             return await super()._agenerate(messages, stop, run_manager, **{**kwargs, "model": target})
 
     def _stream(self, messages, stop=None, run_manager=None, **kwargs) -> Iterator[Any]:  # type: ignore[no-untyped-def]
-        with self._router.request(namespace=self._namespace) as target:
+        with self._router.request(namespace=self._namespace) as target, _unavailable(self.openai_api_base):
             yield from super()._stream(messages, stop, run_manager, **{**kwargs, "model": target})
 
     async def _astream(self, messages, stop=None, run_manager=None, **kwargs) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
-        with self._router.request(namespace=self._namespace) as target:
+        with self._router.request(namespace=self._namespace) as target, _unavailable(self.openai_api_base):
             async for chunk in super()._astream(messages, stop, run_manager, **{**kwargs, "model": target}):
                 yield chunk
 
 
+@contextmanager
+def _unavailable(base_url: str | None) -> Iterator[None]:
+    """Name the fix when the server is away: the openai client only says "Connection error."."""
+    from openai import APIConnectionError
+
+    try:
+        yield
+    except APIConnectionError as exc:  # timeouts included
+        raise ServerUnavailableError(
+            f"the vLLM server at {base_url} did not answer ({type(exc).__name__}: {exc}). Nothing was "
+            "lost: recorded episodes and published adapters are on disk. Start the server again (or "
+            "wait for its restart), then call memory.reload() to serve the current adapter version."
+        ) from exc
+
+
 def port_is_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as the server binds: a port a killed server left in TIME_WAIT can be served again at once
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -309,13 +333,14 @@ class VLLMServer(ServingBackend):
             self._openai = OpenAI(
                 base_url=f"{self.base_url}/v1", api_key="EMPTY", timeout=self.config.request_timeout_s
             )
-        response = self._openai.chat.completions.create(
-            model=model,
-            messages=list(messages),
-            max_tokens=params.max_tokens,
-            temperature=params.temperature,
-            stop=list(params.stop) or None,
-        )
+        with _unavailable(self.base_url):
+            response = self._openai.chat.completions.create(
+                model=model,
+                messages=list(messages),
+                max_tokens=params.max_tokens,
+                temperature=params.temperature,
+                stop=list(params.stop) or None,
+            )
         return response.choices[0].message.content or ""
 
     def chat_model(self, *, namespace: str | None = None, **kwargs: Any) -> RoutedChatOpenAI:

@@ -57,6 +57,12 @@ class GateConfig(BaseModel):
     max_retention_drop: float = Field(
         0.1, ge=0, le=1, description="fraction of earlier memories' recall the candidate may lose"
     )
+    max_retention_lost: int = Field(
+        1,
+        ge=0,
+        description="earlier memories the candidate may lose however few there are (with 5, a fraction "
+        "of 10% would allow none); the larger of the two allowances applies",
+    )
     max_perplexity_rise: float | None = Field(
         0.10,
         ge=0,
@@ -71,6 +77,7 @@ class Scores:
     retention: float | None  # earlier memories, held-out phrasings (None when there are none)
     probe: int  # general questions answered right
     perplexity: float | None = None  # on the reference text (None when not measured)
+    earlier_asked: int = 0  # earlier memories behind ``retention``
 
 
 @dataclass(frozen=True)
@@ -150,7 +157,8 @@ def score(
     ask: Ask, new: Sequence[Fact], earlier: Sequence[Fact], perplexity: Callable[[], float] | None = None
 ) -> Scores:
     ppl = perplexity() if perplexity is not None else None
-    return Scores(recall_of(ask, new), recall_of(ask, earlier), probe_of(ask), ppl)
+    asked = sum(1 for f in earlier if f.held_out)
+    return Scores(recall_of(ask, new), recall_of(ask, earlier), probe_of(ask), ppl, asked)
 
 
 def decide(before: Scores, after: Scores, config: GateConfig) -> GateResult:
@@ -184,9 +192,15 @@ def decide(before: Scores, after: Scores, config: GateConfig) -> GateResult:
                 after,
             )
     if before.retention is not None and after.retention is not None:
-        if before.retention - after.retention > config.max_retention_drop:
+        allowed = config.max_retention_drop
+        if after.earlier_asked:
+            allowed = max(allowed, config.max_retention_lost / after.earlier_asked)
+        if before.retention - after.retention > allowed + 1e-9:
             return GateResult(
-                False, f"earlier memories fell {before.retention:.0%} -> {after.retention:.0%}", before, after
+                False,
+                f"earlier memories fell {before.retention:.0%} -> {after.retention:.0%} (allowed {allowed:.0%})",
+                before,
+                after,
             )
     return GateResult(
         True,
