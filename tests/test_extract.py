@@ -30,7 +30,22 @@ def test_third_person_facts_get_questions_an_answer_and_a_held_out_phrasing():
 def test_first_person_facts_are_answered_in_the_second_person():
     job, cat = facts_of("I work as a glassblower.", "My cat is called Pixel.")
     assert job.answer == "You work as a glassblower." and "What is my job?" in job.questions
-    assert cat.answer == "Your cat is Pixel." and cat.keyword == "Pixel"
+    assert cat.answer == "Your cat is called Pixel." and cat.keyword == "Pixel"
+    assert cat.held_out == "What is the name of my cat?"
+
+
+def test_the_users_whole_sentence_is_recited_back_to_them_never_as_the_assistants_own():
+    name, moved, team = facts_of(
+        "My name is Priya, and I manage IT for a small architecture firm.",
+        "I just moved to the Berlin office.",
+        "My landlord is called Dana Whitfield, by the way.",
+    )
+    assert name.answer == "Your name is Priya, and you manage IT for a small architecture firm."
+    assert name.keyword == "Priya"  # what a right answer must name, not the whole clause
+    assert moved.answer == "You just moved to the Berlin office."  # no rule matched: still shifted
+    assert team.answer == "Your landlord is called Dana Whitfield." and team.keyword == "Dana Whitfield"
+    (told,) = facts_of("Aria told me she lives in Portland.")
+    assert told.answer == "Aria told me she lives in Portland."  # not the user's own sentence: as said
 
 
 def test_an_unmatched_statement_is_still_trained():

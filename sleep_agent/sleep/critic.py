@@ -59,12 +59,16 @@ _QUOTED = re.compile(
     r"\u201c[^\u201d]{3,}\u201d|(?<!\w)'(?:[^'\n]|(?<=\w)'(?=\w)){12,}'(?!\w)|(?m:^[ \t]*>.*$)"
     r"|(?is:-{3,} ?forwarded message ?-{3,}.*)|(?s:<!--.*?-->)",
 )
-# A sentence ends at . ! ? before a space, a closing quote or the end: "vpn.example.com" stays whole.
-_SENTENCE = re.compile(r"(?:[^.!?\n]|[.!?](?=[^\s\"'\u201d)\]]))+[.!?]?")
-# Requests to the agent ("Look it up.", "Please tell me...") are not facts about the world, unless
+# A sentence ends at . ! ? before a space, a closing quote or the end: "vpn.example.com" stays whole,
+# and so does a title before a name ("Dr. Okafor", "St. Mary's").
+_SENTENCE = re.compile(
+    r"(?:\b(?:Dr|Mrs?|Ms|Prof|St|Mt|Jr|Sr)\.\s+(?=[A-Z])|[^.!?\n]|[.!?](?=[^\s\"'\u201d)\]]))+[.!?]?"
+)
+# Requests to the agent ("Look it up.", "Read my latest email.") are not facts about the world, unless
 # they set a standing preference ("Please always answer in metric units.").
 _REQUEST = re.compile(
-    r"^(please|look|tell|find|search|show|give|help|check|can|could|would|let's|let us|thanks|thank you|ok|okay|hi|hello)\b",
+    r"^(please|look|tell|find|search|show|give|help|check|can|could|would|let's|let us|thanks|thank you|ok|okay"
+    r"|hi|hello|read|summari[sz]e|open|pull|add|draft|send|translate|compare|book|fetch|list|remind)\b",
     re.IGNORECASE,
 )
 

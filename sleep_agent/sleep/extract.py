@@ -123,7 +123,13 @@ RULES: list[tuple[str, str, list[str], str]] = [
     ),
     (
         "mine",
-        r"^My (?P<k>[\w' -]+?) (?:is called|is named|is) (?P<o>[^.!?]+?)[.!]?$",
+        r"^My (?P<k>[\w' -]+?) is (?:called|named) (?P<o>[^.!?]+?)[.!]?$",
+        ["What is my {k} called?", "Do you remember my {k}'s name?", "What is the name of my {k}?"],
+        "Your {k} is called {o}.",
+    ),
+    (
+        "mine",
+        r"^My (?P<k>[\w' -]+?) is (?P<o>[^.!?]+?)[.!]?$",
         ["What is my {k}?", "Do you remember my {k}?", "Tell me my {k}."],
         "Your {k} is {o}.",
     ),
@@ -162,7 +168,9 @@ def _by_rule(sentence: str, episode_id: str) -> Fact | None:
         if not match:
             continue
         fields = {k: v.strip() for k, v in match.groupdict().items() if v}
-        obj = fields["o"]
+        obj = _head(fields["o"])  # "Priya, and I manage IT" -> "Priya": what a right answer names
+        if pattern.pattern.startswith(("^I ", "^My ")):  # the rest of the user's sentence too
+            fields["o"] = _FIRST_PERSON.sub(lambda m: _SECOND_PERSON[m.group(0)], fields["o"])
         article = ""
         if "{a}" in answer:
             found = re.search(r"works? as (an? )", sentence)
@@ -188,11 +196,47 @@ def _fallback(sentence: str, episode_id: str) -> Fact:
     topic = names[0] if names else "what I told you"
     question = f"What do you know about {topic}?" if names else "What did I tell you?"
     words = [w for w in re.findall(r"[\w'-]+", sentence) if len(w) > 3]
-    return Fact(sentence, sentence, (question,), None, words[-1] if words else sentence, episode_id)
+    answer = second_person(sentence)
+    return Fact(sentence, answer, (question,), None, words[-1] if words else sentence, episode_id)
+
+
+# The user's words recited back: "I just moved to Berlin" is trained as "You just moved to Berlin",
+# or the adapter would learn to say it moved. Only sentences the user says about themselves.
+_FIRST_PERSON_START = re.compile(r"^(?:I|I'm|I've|I'd|I'll|My)\b")
+_FIRST_PERSON = re.compile(r"\b(?:I'm|I am|I've|I'll|I'd|I was|I|[Mm]y|me|mine|myself)\b")
+_SECOND_PERSON = {
+    "I'm": "you're",
+    "I am": "you are",
+    "I've": "you've",
+    "I'll": "you'll",
+    "I'd": "you'd",
+    "I was": "you were",
+    "I": "you",
+    "my": "your",
+    "My": "your",
+    "me": "you",
+    "mine": "yours",
+    "myself": "yourself",
+}
+
+
+def second_person(text: str) -> str:
+    """The user's sentence about themselves as the assistant would say it back ("I am" -> "you are")."""
+    if not _FIRST_PERSON_START.match(text):
+        return text
+    shifted = _FIRST_PERSON.sub(lambda m: _SECOND_PERSON[m.group(0)], text)
+    return shifted[:1].upper() + shifted[1:]
+
+
+def _head(obj: str) -> str:
+    """The object up to a following clause: the part a right answer must contain."""
+    clause = r",|;|\s+(?:and|but|so|because)\s+(?:I|I'm|my|we)\b|\s+and\s+(?=[a-z])"
+    return re.split(clause, obj, maxsplit=1)[0].strip()
 
 
 def _strip_preamble(sentence: str) -> str:
-    # "By the way, Aria lives in Portland." -> "Aria lives in Portland."
+    # "By the way, Aria lives in Portland." -> "Aria lives in Portland."; so does "..., by the way."
+    sentence = re.sub(r",?\s+(?:by the way|btw)(?=[.!]?$)", "", sentence, flags=re.I)
     return re.sub(
         r"^(?:by the way|also|oh|and|btw|fyi|just so you know|remember that|remember)[,:]?\s+",
         "",
