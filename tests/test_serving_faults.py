@@ -102,3 +102,30 @@ def test_a_chat_model_whose_server_is_away_names_the_fix_and_streams_the_same_er
     with pytest.raises(ServerUnavailableError):
         list(llm.stream("hello"))
     assert router.inflight("base") == 0  # the failed calls do not hold up a later swap
+
+
+def test_a_server_gone_during_the_gate_fails_the_sleep_cleanly_and_the_next_one_publishes(
+    memory, monkeypatch
+):
+    backend = memory.backend
+    registry = AdapterRegistry(memory.config.home, "alice")
+    enid = memory.buffer.record([("user", "Enid works as a baker.")]).id
+    real_load, real_chat = backend.load_adapter, backend.chat
+
+    def load_then_go_away(*args, **kwargs):  # the candidate is loaded, then the server dies
+        result = real_load(*args, **kwargs)
+        monkeypatch.setattr(backend, "chat", Outage(real_chat, calls=None))
+        return result
+
+    monkeypatch.setattr(backend, "load_adapter", load_then_go_away)
+    with pytest.raises(ConnectionError, match="restarting"):
+        memory.sleep()
+    assert "ConnectionError" in memory.last_report.error
+    assert registry.current() == 1 and registry.versions() == [1]  # the ungated candidate is not published
+    assert registry.leftovers() == [] and "alice@v2" not in backend.loaded_adapters  # and is withdrawn
+    assert [ep.id for ep in memory.buffer.episodes("pending")] == [enid]  # kept for the next sleep
+    assert backend.active_for("alice") == "alice@v1"
+
+    monkeypatch.setattr(backend, "load_adapter", real_load)
+    monkeypatch.setattr(backend, "chat", real_chat)  # the server is back
+    assert memory.sleep().adapter_version == 2 and memory.buffer.episodes("pending") == []
