@@ -113,6 +113,78 @@ def serve_cmd(
         server.stop()
 
 
+def _chat_config(model: str, home: Path, serving: str, sleep_after: int | None, cache_dir: Path | None):  # noqa: ANN202
+    from sleep_agent.config import ServingConfig, SleepConfig, SleepPolicy
+
+    return SleepConfig(
+        model=model,
+        home=home,
+        cache_dir=cache_dir or SleepConfig().cache_dir,
+        serving=ServingConfig(backend=serving),
+        policy=SleepPolicy(pending_episodes=sleep_after),
+    )
+
+
+ServingOpt = Annotated[
+    str, typer.Option(help="'vllm' (a real server) or 'local' (in-process, starts faster)")
+]
+SleepAfterOpt = Annotated[
+    int | None,
+    typer.Option(help="fall asleep when this many turns are pending (besides the other thresholds)"),
+]
+
+
+@app.command("chat")
+def chat_cmd(
+    user: Annotated[str, typer.Option("--user", "-u", help="whose memory: one namespace per user")],
+    model: ModelOpt = "default",
+    cache_dir: CacheOpt = None,
+    home: Annotated[Path, typer.Option(help="where memories and adapters are kept")] = Path(".sleep_agent"),
+    serving: ServingOpt = "vllm",
+    sleep_after: SleepAfterOpt = 8,
+) -> None:
+    """Chat in the terminal with a memory per user; it says when it falls asleep and what it learned.
+
+    Commands: /sleep, /forget TEXT, /status, /new (a new session, empty context), /quit.
+    """
+    from sleep_agent.chatbot.session import ChatSession
+    from sleep_agent.chatbot.terminal import run_terminal
+
+    try:
+        session = ChatSession.open(user, _chat_config(model, home, serving, sleep_after, cache_dir))
+        with console.status(f"starting the model ({serving})..."):
+            session.memory.backend  # noqa: B018 - start serving before the first prompt
+    except (SleepAgentError, ValueError) as exc:
+        raise _fail(exc) from exc
+    try:
+        run_terminal(session)
+    finally:
+        session.close()
+
+
+@app.command("web")
+def web_cmd(
+    model: ModelOpt = "default",
+    cache_dir: CacheOpt = None,
+    home: Annotated[Path, typer.Option(help="where memories and adapters are kept")] = Path(".sleep_agent"),
+    serving: ServingOpt = "vllm",
+    sleep_after: SleepAfterOpt = 8,
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port of the chat page")] = 8700,
+) -> None:
+    """A local web chat: pick a user, chat, and watch its memory status, adapter and last sleep."""
+    import uvicorn
+
+    from sleep_agent.chatbot.web import create_app
+
+    try:
+        app_ = create_app(_chat_config(model, home, serving, sleep_after, cache_dir))
+    except (SleepAgentError, ValueError) as exc:
+        raise _fail(exc) from exc
+    console.print(f"chat page at http://{host}:{port}/ (Ctrl-C stops it)")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
 adapters_app = typer.Typer(help="Published adapter versions of a namespace.", no_args_is_help=True)
 app.add_typer(adapters_app, name="adapters")
 NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="whose adapters")]

@@ -1,0 +1,151 @@
+"""One user's chat with sleepable memory: the state behind the terminal and the web chat.
+
+A user is a namespace (own buffer, own adapters); a session is a LangGraph thread. A new session
+starts with an empty context, so what the bot still knows there comes from its weights (or, for
+what it has not slept on yet, from recall of pending memories).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+
+from sleep_agent.agent import create_sleep_agent
+from sleep_agent.config import SleepConfig
+from sleep_agent.nodes import SleepMemory
+from sleep_agent.serving.base import ServingBackend
+from sleep_agent.sleep.cycle import SleepReport
+
+DEFAULT_PROMPT = "You are a helpful personal assistant. Answer briefly."
+
+
+@dataclass
+class Reply:
+    """What one turn gave: the answer and, when the turn ended in a sleep, what the sleep did."""
+
+    text: str
+    adapter: str | None
+    slept: SleepReport | None = None
+
+
+@dataclass
+class ChatSession:
+    """A user's memory, a graph with it, and the current thread. Thread-safe: one turn at a time."""
+
+    memory: SleepMemory
+    prompt: str = DEFAULT_PROMPT
+    max_tokens: int = 96
+    thread_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._graph = create_sleep_agent(
+            self.memory,
+            prompt=self.prompt,
+            model=None,
+            checkpointer=InMemorySaver(),
+        )
+        self._turns = 0
+
+    @classmethod
+    def open(
+        cls, user: str, config: SleepConfig, *, backend: ServingBackend | None = None, **kwargs: Any
+    ) -> ChatSession:
+        """The session of ``user`` (their namespace) with the rest of ``config``.
+
+        ``backend``: a server shared by several users (each is served only their own adapter).
+        """
+        memory = SleepMemory(config.model_copy(update={"namespace": user}), backend=backend)
+        return cls(memory, **kwargs)
+
+    @property
+    def user(self) -> str:
+        return self.memory.config.namespace
+
+    def send(self, text: str, on_sleep: Callable[[dict[str, Any]], None] | None = None) -> Reply:
+        """One turn through the graph: recall, answer, record, and sleep if a threshold is reached.
+
+        ``on_sleep(decision)`` is called when the turn is about to fall asleep, before the sleep runs.
+        """
+        if not text.strip():
+            raise ValueError("say something: the message is empty")
+        with self._lock:
+            before = self.memory.last_report
+            answer: AIMessage | None = None
+            updates = self._graph.stream(
+                {"messages": [HumanMessage(text)]},
+                {"configurable": {"thread_id": self.thread_id}},
+                stream_mode="updates",
+            )
+            for update in updates:
+                for node, change in update.items():
+                    for message in (change or {}).get("messages", []):
+                        if isinstance(message, AIMessage):
+                            answer = message
+                    decision = (change or {}).get("sleep_decision") if node == "record" else None
+                    if decision and decision.get("sleep") and on_sleep is not None:
+                        on_sleep(decision)
+            self._turns += 1
+            if answer is None:
+                raise RuntimeError("the graph finished the turn without an answer")
+            report = self.memory.last_report
+            return Reply(
+                text=str(answer.content).strip(),
+                adapter=answer.response_metadata.get("model_name"),
+                slept=report if report is not before else None,
+            )
+
+    def sleep(self) -> SleepReport:
+        """Sleep now on what this user said (the terminal's /sleep)."""
+        with self._lock:
+            return self.memory.sleep(trigger="requested")
+
+    def forget(self, text: str) -> dict[str, Any]:
+        """Erase every memory mentioning ``text``; the adapter is rebuilt without them."""
+        with self._lock:
+            return self.memory.forget(text=text)
+
+    def new_session(self) -> str:
+        """A new thread: an empty context, the same memory."""
+        self.thread_id = uuid.uuid4().hex[:8]
+        self._turns = 0
+        return self.thread_id
+
+    def status(self) -> dict[str, Any]:
+        """The memory's status plus this session's thread and turn count."""
+        return {**self.memory.status(), "thread_id": self.thread_id, "turns": self._turns}
+
+    def close(self) -> None:
+        self.memory.close()
+
+
+def describe_sleep(report: SleepReport, memory: SleepMemory | None = None) -> list[str]:
+    """A report in a few lines for people: what was learned, what was left out and why."""
+    if report.error:
+        return [f"the sleep failed: {report.error}"]
+    lines = []
+    took = f" in {report.duration_s:.0f} s" if report.duration_s is not None else ""
+    if report.adapter_version is not None:
+        lines.append(
+            f"slept ({report.trigger}){took}: {len(report.consolidated)} of {report.episodes_in} "
+            f"memories now in the weights, adapter v{report.adapter_version}"
+        )
+    else:
+        lines.append(f"slept ({report.trigger}){took}: nothing new published")
+    if memory is not None and report.consolidated:
+        for episode in memory.buffer.get(report.consolidated):
+            said = " ".join(p.content for p in episode.parts if p.source == "user")
+            lines.append(f"  learned: {said[:100]}")
+    reason = report.metrics.get("gate_reason")
+    if reason:
+        lines.append(f"  gate: {reason}")
+    for why in sorted(set(report.rejected.values()) | set(report.retry.values())):
+        count = sum(1 for r in [*report.rejected.values(), *report.retry.values()] if r == why)
+        lines.append(f"  left out ({count}): {why}")
+    return lines

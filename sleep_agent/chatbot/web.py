@@ -1,0 +1,141 @@
+"""``sleep-agent web``: a local chat page with a user picker and a memory panel.
+
+One serving backend is shared by every user (each is served only their own adapter); each user
+has one chat session here, and "new session" starts an empty context on the same memory. Meant
+for one person on localhost: there is no authentication.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+
+from sleep_agent.chatbot.session import ChatSession, describe_sleep
+from sleep_agent.config import NAMESPACE_PATTERN, SleepConfig
+from sleep_agent.errors import SleepAgentError
+from sleep_agent.serving.base import ServingBackend
+
+
+class ChatIn(BaseModel):
+    user: str = Field(min_length=1)
+    text: str = Field(min_length=1)
+
+
+class UserIn(BaseModel):
+    user: str = Field(min_length=1)
+
+
+class ForgetIn(UserIn):
+    text: str = Field(min_length=1)
+
+
+class Sessions:
+    """One chat session per user, all on one backend started on first use."""
+
+    def __init__(self, config: SleepConfig, backend: ServingBackend | None = None) -> None:
+        self.config = config
+        self._backend = backend
+        self._owns_backend = backend is None
+        self._sessions: dict[str, ChatSession] = {}
+        self._lock = threading.Lock()
+
+    def get(self, user: str) -> ChatSession:
+        if not NAMESPACE_PATTERN.match(user):
+            raise HTTPException(400, f"user {user!r}: use 1-63 letters, digits, '_', '.' or '-'")
+        with self._lock:
+            if self._backend is None:
+                from sleep_agent.serving import create_backend
+
+                self._backend = create_backend(self.config).start()
+            if user not in self._sessions:
+                self._sessions[user] = ChatSession.open(user, self.config, backend=self._backend)
+            return self._sessions[user]
+
+    def users(self) -> list[str]:
+        """Users with a session here or adapters on disk."""
+        adapters = Path(self.config.home).expanduser() / "adapters"
+        on_disk = {p.name for p in adapters.iterdir() if p.is_dir()} if adapters.is_dir() else set()
+        return sorted(on_disk | set(self._sessions))
+
+    def close(self) -> None:
+        for session in self._sessions.values():
+            session.memory.wait()
+        if self._backend is not None and self._owns_backend:
+            self._backend.stop()
+
+
+def create_app(config: SleepConfig, *, backend: ServingBackend | None = None) -> FastAPI:
+    """The chat page and its JSON API; ``backend``: serve through one already started."""
+    sessions = Sessions(config, backend)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        sessions.close()  # the server this page started stops with it
+
+    app = FastAPI(title="sleep-agent chat", lifespan=lifespan)
+    app.state.sessions = sessions
+    page = files("sleep_agent.chatbot").joinpath("static/index.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> str:
+        return page
+
+    @app.get("/api/users")
+    def users() -> dict[str, list[str]]:
+        return {"users": sessions.users()}
+
+    @app.get("/api/status")
+    def status(user: str) -> dict[str, Any]:
+        return _status(sessions.get(user))
+
+    @app.post("/api/chat")
+    def chat(body: ChatIn) -> dict[str, Any]:
+        session = sessions.get(body.user)
+        reply = _guarded(lambda: session.send(body.text))
+        slept = describe_sleep(reply.slept, session.memory) if reply.slept else None
+        return {"text": reply.text, "adapter": reply.adapter, "slept": slept, "status": _status(session)}
+
+    @app.post("/api/sleep")
+    def sleep(body: UserIn) -> dict[str, Any]:
+        session = sessions.get(body.user)
+        report = _guarded(session.sleep)
+        return {"slept": describe_sleep(report, session.memory), "status": _status(session)}
+
+    @app.post("/api/forget")
+    def forget(body: ForgetIn) -> dict[str, Any]:
+        session = sessions.get(body.user)
+        return {"result": _guarded(lambda: session.forget(body.text)), "status": _status(session)}
+
+    @app.post("/api/new")
+    def new(body: UserIn) -> dict[str, Any]:
+        session = sessions.get(body.user)
+        session.new_session()
+        return {"status": _status(session)}
+
+    return app
+
+
+def _guarded(call: Any) -> Any:
+    try:
+        return call()
+    except ValueError as e:
+        raise HTTPException(400, str(e)) from e
+    except SleepAgentError as e:
+        raise HTTPException(503, str(e)) from e
+
+
+def _status(session: ChatSession) -> dict[str, Any]:
+    status = session.status()
+    report = session.memory.last_report
+    status["last_sleep"] = describe_sleep(report, session.memory) if report else []
+    status.pop("last_report", None)
+    return status

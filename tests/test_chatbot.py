@@ -1,0 +1,111 @@
+"""The chat front ends: a session through the real graph, the terminal loop, the web API.
+
+The tiny test Llama is served in-process and trained for real; the gate accepts (the tiny model
+learns nothing a real gate would accept). That a new session answers a preference from the
+weights is tested on the default model in tests/test_chatbot_browser.py.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from conftest import tiny_config
+from fastapi.testclient import TestClient
+from rich.console import Console
+
+from sleep_agent import SleepPolicy
+from sleep_agent.chatbot.session import ChatSession, describe_sleep
+from sleep_agent.chatbot.terminal import run_terminal
+from sleep_agent.chatbot.web import create_app
+from sleep_agent.serving import create_backend
+from sleep_agent.sleep.consolidate import LoraTrainConfig
+from sleep_agent.sleep.standard import CycleConfig, StandardCycle
+
+QUICK = CycleConfig(
+    training=LoraTrainConfig(rank=4, max_steps=2, batch_size=4),
+    anchors=False,
+    gate={"max_perplexity_rise": None},
+)
+
+
+@pytest.fixture
+def config(tiny_model_dir, tmp_path):
+    config = tiny_config(tiny_model_dir, tmp_path / "home")
+    return config.model_copy(update={"policy": SleepPolicy(pending_episodes=2, context_fraction=None)})
+
+
+@pytest.fixture
+def session(config, gate_accepts):
+    session = ChatSession.open("alice", config, max_tokens=8)
+    session.memory.cycle = StandardCycle(QUICK)
+    yield session
+    session.close()
+
+
+def test_a_session_answers_falls_asleep_at_its_threshold_and_a_new_one_starts_empty(session):
+    asleep = []
+    first = session.send("my name is zorblax", on_sleep=asleep.append)
+    assert first.slept is None and asleep == [] and first.adapter == "base"
+    second = session.send("my favorite color is blue", on_sleep=asleep.append)
+    assert [d["reason"] for d in asleep] == [second.slept.trigger] and "pending" in asleep[0]["reason"]
+    assert second.slept.adapter_version == 1 and len(second.slept.consolidated) == 2
+    lines = describe_sleep(second.slept, session.memory)
+    assert "2 of 2 memories now in the weights, adapter v1" in lines[0]
+    assert any("learned: my name is zorblax" in line for line in lines)
+
+    thread = session.thread_id
+    assert session.new_session() != thread and session.status()["turns"] == 0
+    third = session.send("what is my name ?")
+    assert third.adapter == "alice@v1"  # the new session is answered by the weights
+    state = session._graph.get_state({"configurable": {"thread_id": session.thread_id}})
+    assert [m.content for m in state.values["messages"] if m.type == "human"] == ["what is my name ?"]
+
+
+def test_the_terminal_runs_commands_and_reports_what_it_learned(session):
+    lines = iter(
+        [
+            "my name is zorblax",
+            "/status",
+            "/sleep",
+            "/forget zorblax",
+            "/forget",
+            "/new",
+            "/nonsense",
+            "/quit",
+            "never read",
+        ]
+    )
+    out = io.StringIO()
+    run_terminal(session, Console(file=out, width=200), read=lambda: next(lines))
+    text = out.getvalue()
+    assert "bot (base):" in text and "memories: pending 1" in text and "adapter: base model" in text
+    assert "1 of 1 memories now in the weights, adapter v1" in text and "learned: my name is zorblax" in text
+    assert "forgot 1 memories" in text and "/forget needs the text" in text
+    assert "new session" in text and "/sleep  /forget TEXT" in text and text.rstrip().endswith("bye")
+    assert session.memory.buffer.counts()["deleted"] == 1
+
+
+def test_the_web_api_chats_per_user_sleeps_and_refuses_bad_input(config, gate_accepts):
+    backend = create_backend(config).start()
+    app = create_app(config, backend=backend)
+    with TestClient(app) as client:
+        page = client.get("/")
+        assert page.status_code == 200 and 'id="last-sleep"' in page.text
+        for user in ("alice", "bob"):
+            client.app.state.sessions.get(user).memory.cycle = StandardCycle(QUICK)
+        reply = client.post("/api/chat", json={"user": "alice", "text": "my name is zorblax"}).json()
+        assert reply["adapter"] == "base" and reply["slept"] is None
+        assert reply["status"]["episodes"]["pending"] == 1 and reply["status"]["turns"] == 1
+        slept = client.post("/api/sleep", json={"user": "alice"}).json()
+        assert "adapter v1" in slept["slept"][0] and slept["status"]["active_adapter"] == "alice@v1"
+        assert client.get("/api/status", params={"user": "bob"}).json()["active_adapter"] is None
+        assert client.get("/api/users").json()["users"] == ["alice", "bob"]
+        assert client.post("/api/new", json={"user": "alice"}).json()["status"]["turns"] == 0
+        forgot = client.post("/api/forget", json={"user": "alice", "text": "zorblax"}).json()
+        assert forgot["result"]["deleted"] == 1
+
+        assert client.post("/api/chat", json={"user": "../etc", "text": "hi"}).status_code == 400
+        assert client.post("/api/chat", json={"user": "alice", "text": "   "}).status_code == 400
+        assert client.post("/api/chat", json={"user": "alice"}).status_code == 422
+    backend.stop()
