@@ -32,6 +32,7 @@ from sleep_agent.sleep.cycle import SleepCycle, SleepReport
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
+    from sleep_agent.adapters import AdapterRegistry
     from sleep_agent.serving.base import ServingBackend
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,8 @@ class SleepMemory:
         self._last_activity: float | None = None
         self._last_decision: dict[str, SleepDecision] = {}
         self.last_report: SleepReport | None = None
+        # erased episodes learned by a custom cycle that keeps no manifests (not persisted)
+        self._forgotten_unlisted: set[str] = set()
 
     # -- the nodes -------------------------------------------------------------------------
 
@@ -284,6 +287,10 @@ class SleepMemory:
         episodes = self.buffer.get(targets)
         consolidated = [ep.id for ep in episodes if ep.status == "consolidated"]
         deleted = self.buffer.delete([ep.id for ep in episodes if ep.status != "deleted"], reason="forgotten")
+        published = set(self._registry().history())
+        self._forgotten_unlisted.update(
+            ep.id for ep in episodes if ep.status == "consolidated" and ep.adapter_version not in published
+        )
         result: dict[str, Any] = {"deleted": deleted, "consolidated": len(consolidated)}
         if rebuild and self.forgotten_in_weights():
             try:
@@ -306,16 +313,21 @@ class SleepMemory:
         Read from the buffer and the manifests, not kept in this object: a process that restarts
         between a forget and its rebuild still knows the rebuild is owed (so does the doctor).
         """
-        from sleep_agent.adapters import AdapterRegistry
-
         erased = [ep.id for ep in self.buffer.episodes("deleted")]
-        held = AdapterRegistry(self.config.home, self.config.namespace).holders(erased)
-        return sorted({i for ids in held.values() for i in ids})
+        held = self._registry().holders(erased)
+        return sorted({i for ids in held.values() for i in ids} | self._forgotten_unlisted)
 
     def rebuild(self) -> SleepReport:
         """Retrain the adapter without the forgotten memories (and learn what is pending meanwhile)."""
         self.wait()  # a background sleep finishes first: its episodes are then part of the rebuild
-        return self.sleep(trigger="forget", forgotten=self.forgotten_in_weights())
+        report = self.sleep(trigger="forget", forgotten=self.forgotten_in_weights())
+        self._forgotten_unlisted -= set(report.forgotten)
+        return report
+
+    def _registry(self) -> "AdapterRegistry":
+        from sleep_agent.adapters import AdapterRegistry
+
+        return AdapterRegistry(self.config.home, self.config.namespace)
 
     def status(self) -> dict[str, Any]:
         """Counts per status, pending load, active adapter, whether sleeping, the last report."""
@@ -472,8 +484,10 @@ class SleepMemory:
         if unknown:
             raise SleepAgentError(f"the cycle reported episodes it was not given: {unknown[:5]}")
         # an episode forgotten while the cycle ran stays forgotten; the new manifest lists it, so
-        # forgotten_in_weights() owes a rebuild for it
+        # forgotten_in_weights() owes a rebuild for it (a cycle without manifests: remembered here)
         erased = {ep.id for ep in self.buffer.get([*known]) if ep.status == "deleted"}
+        if report.adapter_version not in self._registry().history():
+            self._forgotten_unlisted.update(erased & set(report.consolidated))
         report.consolidated = [i for i in report.consolidated if i not in erased]
         report.rejected = {i: r for i, r in report.rejected.items() if i not in erased}
         report.retry = {i: r for i, r in report.retry.items() if i not in erased}
