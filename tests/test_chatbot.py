@@ -37,8 +37,7 @@ def config(tiny_model_dir, tmp_path):
 
 @pytest.fixture
 def session(config, gate_accepts):
-    session = ChatSession.open("alice", config, max_tokens=8)
-    session.memory.cycle = StandardCycle(QUICK)
+    session = ChatSession.open("alice", config, cycle=StandardCycle(QUICK), max_tokens=8)
     yield session
     session.close()
 
@@ -88,12 +87,10 @@ def test_the_terminal_runs_commands_and_reports_what_it_learned(session):
 
 def test_the_web_api_chats_per_user_sleeps_and_refuses_bad_input(config, gate_accepts):
     backend = create_backend(config).start()
-    app = create_app(config, backend=backend)
+    app = create_app(config, backend=backend, cycle=StandardCycle(QUICK))
     with TestClient(app) as client:
         page = client.get("/")
         assert page.status_code == 200 and 'id="last-sleep"' in page.text
-        for user in ("alice", "bob"):
-            client.app.state.sessions.get(user).memory.cycle = StandardCycle(QUICK)
         reply = client.post("/api/chat", json={"user": "alice", "text": "my name is zorblax"}).json()
         assert reply["adapter"] == "base" and reply["slept"] is None
         assert reply["status"]["episodes"]["pending"] == 1 and reply["status"]["turns"] == 1

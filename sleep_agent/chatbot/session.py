@@ -20,7 +20,7 @@ from sleep_agent.agent import create_sleep_agent
 from sleep_agent.config import SleepConfig
 from sleep_agent.nodes import SleepMemory
 from sleep_agent.serving.base import ServingBackend
-from sleep_agent.sleep.cycle import SleepReport
+from sleep_agent.sleep.cycle import SleepCycle, SleepReport
 
 DEFAULT_PROMPT = "You are a helpful personal assistant. Answer briefly."
 
@@ -40,28 +40,31 @@ class ChatSession:
 
     memory: SleepMemory
     prompt: str = DEFAULT_PROMPT
-    max_tokens: int = 96
+    max_tokens: int = 96  # per answer: a CPU answers 20-40 tokens a second
     thread_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._graph = create_sleep_agent(
-            self.memory,
-            prompt=self.prompt,
-            model=None,
-            checkpointer=InMemorySaver(),
-        )
+        self._saver = InMemorySaver()  # every session's thread, for as long as this object lives
+        self._graph: Any = None  # built on the first turn: the chat model starts the server
         self._turns = 0
 
     @classmethod
     def open(
-        cls, user: str, config: SleepConfig, *, backend: ServingBackend | None = None, **kwargs: Any
+        cls,
+        user: str,
+        config: SleepConfig,
+        *,
+        backend: ServingBackend | None = None,
+        cycle: SleepCycle | None = None,
+        **kwargs: Any,
     ) -> ChatSession:
         """The session of ``user`` (their namespace) with the rest of ``config``.
 
-        ``backend``: a server shared by several users (each is served only their own adapter).
+        ``backend``: a server shared by several users (each is served only their own adapter);
+        ``cycle``: the sleep cycle (default: the standard one).
         """
-        memory = SleepMemory(config.model_copy(update={"namespace": user}), backend=backend)
+        memory = SleepMemory(config.model_copy(update={"namespace": user}), backend=backend, cycle=cycle)
         return cls(memory, **kwargs)
 
     @property
@@ -76,6 +79,11 @@ class ChatSession:
         if not text.strip():
             raise ValueError("say something: the message is empty")
         with self._lock:
+            if self._graph is None:
+                model = self.memory.chat_model(max_tokens=self.max_tokens)
+                self._graph = create_sleep_agent(
+                    self.memory, prompt=self.prompt, model=model, checkpointer=self._saver
+                )
             before = self.memory.last_report
             answer: AIMessage | None = None
             updates = self._graph.stream(

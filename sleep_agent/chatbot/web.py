@@ -22,6 +22,7 @@ from sleep_agent.chatbot.session import ChatSession, describe_sleep
 from sleep_agent.config import NAMESPACE_PATTERN, SleepConfig
 from sleep_agent.errors import SleepAgentError
 from sleep_agent.serving.base import ServingBackend
+from sleep_agent.sleep.cycle import SleepCycle
 
 
 class ChatIn(BaseModel):
@@ -40,8 +41,11 @@ class ForgetIn(UserIn):
 class Sessions:
     """One chat session per user, all on one backend started on first use."""
 
-    def __init__(self, config: SleepConfig, backend: ServingBackend | None = None) -> None:
+    def __init__(
+        self, config: SleepConfig, backend: ServingBackend | None = None, cycle: SleepCycle | None = None
+    ) -> None:
         self.config = config
+        self.cycle = cycle
         self._backend = backend
         self._owns_backend = backend is None
         self._sessions: dict[str, ChatSession] = {}
@@ -56,7 +60,9 @@ class Sessions:
 
                 self._backend = create_backend(self.config).start()
             if user not in self._sessions:
-                self._sessions[user] = ChatSession.open(user, self.config, backend=self._backend)
+                self._sessions[user] = ChatSession.open(
+                    user, self.config, backend=self._backend, cycle=self.cycle
+                )
             return self._sessions[user]
 
     def users(self) -> list[str]:
@@ -72,9 +78,12 @@ class Sessions:
             self._backend.stop()
 
 
-def create_app(config: SleepConfig, *, backend: ServingBackend | None = None) -> FastAPI:
-    """The chat page and its JSON API; ``backend``: serve through one already started."""
-    sessions = Sessions(config, backend)
+def create_app(
+    config: SleepConfig, *, backend: ServingBackend | None = None, cycle: SleepCycle | None = None
+) -> FastAPI:
+    """The chat page and its JSON API; ``backend``: serve through one already started; ``cycle``:
+    the sleep cycle of every user's memory (default: the standard one)."""
+    sessions = Sessions(config, backend, cycle)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
