@@ -1,7 +1,8 @@
 """The web chat in headless Chromium: chat, sleep, and a new session answers from the weights.
 
 Real parts throughout: the page served by uvicorn, Debian's Chromium driven through chromedriver
-(selenium), the default model served in-process, a real sleep with the real gate. ``make test``
+(selenium), the default model served by vLLM, a real sleep with the real gate. (Served in-process
+the sleep's base-model anchors are generated one by one, and the sleep takes several times longer.) ``make test``
 installs Chromium; where it cannot be installed (no root, no apt) the test says so and skips.
 """
 
@@ -13,7 +14,7 @@ import time
 
 import pytest
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
@@ -29,7 +30,7 @@ def page_url(default_model_dir, tmp_path):
     config = SleepConfig(
         model=str(default_model_dir),
         home=tmp_path / "home",
-        serving=ServingConfig(backend="local"),
+        serving=ServingConfig(backend="vllm", startup_timeout_s=900),
         policy=SleepPolicy(pending_episodes=None, pending_tokens=None, context_fraction=None),
     )
     port = free_port()
