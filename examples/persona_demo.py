@@ -103,14 +103,19 @@ def table(result: dict) -> str:
     ]
     for r in result["rows"]:
         mark = lambda right: "right" if right else "wrong"  # noqa: E731
-        before = f"{r['before'][:60]} ({mark(r['before_right'])})"
-        after = f"{r['after'][:60]} ({mark(r['after_right'])})"
+        before = f"{_cell(r['before'])} ({mark(r['before_right'])})"
+        after = f"{_cell(r['after'])} ({mark(r['after_right'])})"
         lines.append(f"| {r['preference']} | {r['phrasing']} | {r['question']} | {before} | {after} |")
     for phrasing in ("trained", "unseen"):
         rows = [r for r in result["rows"] if r["phrasing"] == phrasing]
         before, after = (sum(r[key] for r in rows) for key in ("before_right", "after_right"))
         lines.append(f"| **right** | {phrasing} | | **{before} / {len(rows)}** | **{after} / {len(rows)}** |")
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """An answer on one table line: newlines and pipes would break the Markdown table."""
+    return " ".join(text.split()).replace("|", "/")[:60]
 
 
 def main() -> None:
