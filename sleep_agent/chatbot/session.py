@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -153,7 +154,6 @@ def describe_sleep(report: SleepReport, memory: SleepMemory | None = None) -> li
     reason = report.metrics.get("gate_reason")
     if reason:
         lines.append(f"  gate: {reason}")
-    for why in sorted(set(report.rejected.values()) | set(report.retry.values())):
-        count = sum(1 for r in [*report.rejected.values(), *report.retry.values()] if r == why)
-        lines.append(f"  left out ({count}): {why}")
+    reasons = Counter([*report.rejected.values(), *report.retry.values()])
+    lines += [f"  left out ({count}): {why}" for why, count in sorted(reasons.items())]
     return lines
