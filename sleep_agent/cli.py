@@ -292,6 +292,7 @@ class Protocol(StrEnum):
     p5 = "p5"
     p6 = "p6"
     p7 = "p7"
+    games = "games"
 
 
 @app.command("eval")
@@ -300,7 +301,8 @@ def eval_cmd(
         Protocol,
         typer.Argument(
             help="p1 fact recall, p2 continual retention, p3 general regression, p4 knowledge "
-            "incorporation (SEAL), p5 memory QA on any data set, p6 dream utility, p7 memory poisoning (no model)"
+            "incorporation (SEAL), p5 memory QA on any data set, p6 dream utility, p7 memory poisoning (no model), "
+            "games: a text-game agent learning across games"
         ),
     ],
     data: Annotated[

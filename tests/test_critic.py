@@ -138,3 +138,34 @@ def test_a_successful_tool_trajectory_is_kept_for_imitation_and_a_failed_one_is_
         good.keep and good.reason == "successful tool trajectory (behaviour cloning)" and not good.statements
     )
     assert not bad.keep
+
+
+def won_game(seed: str):
+    return episode_from_messages(
+        [
+            HumanMessage("Your task is to find the coin. You are in the kitchen."),
+            AIMessage("", tool_calls=[{"name": "act", "args": {"command": f"move {seed}"}, "id": "c1"}]),
+            ToolMessage("You are in the pantry. You see a coin.", tool_call_id="c1", name="act"),
+            AIMessage("", tool_calls=[{"name": "act", "args": {"command": "take coin"}, "id": "c2"}]),
+            ToolMessage("You take the coin.", tool_call_id="c2", name="act"),
+        ],
+        namespace="ns",
+        outcome="success",
+    )
+
+
+def test_a_won_trajectory_is_imitated_even_when_its_statements_are_already_known():
+    first, second = critique([won_game("east"), won_game("west")])
+    assert first.keep and first.statements
+    assert second.keep and "behaviour cloning" in second.reason and not second.statements
+    (checked,) = critique([won_game("north")], already_knows=lambda s: True)
+    assert checked.keep and "behaviour cloning" in checked.reason
+
+
+def test_fact_sources_limit_whose_words_become_facts():
+    (tools_only,) = critique([won_game("east")], fact_sources=("tool",))
+    assert {s.source for s in tools_only.statements} == {"tool"}
+    (none,) = critique([won_game("east")], fact_sources=())
+    assert none.keep and none.statements == [] and "behaviour cloning" in none.reason
+    (chat,) = critique([ep(HumanMessage("Bram speaks Dutch."))], fact_sources=())
+    assert not chat.keep

@@ -131,3 +131,36 @@ def test_behaviour_samples_train_only_the_assistants_step(default_model_dir):
     ]
     text = tokenizer.decode(trained)
     assert "call book" in text and "Elm St" not in text and "Book a table" not in text
+
+
+def test_a_window_keeps_the_opening_turn_and_only_the_last_steps():
+    from sleep_agent.sleep.extract import behaviour_samples
+
+    full = behaviour_samples([trajectory(outcome="success")])
+    one = behaviour_samples([trajectory(outcome="success")], window=1)
+    none = behaviour_samples([trajectory(outcome="success")], window=0)
+    assert [s.answer for s in one] == [s.answer for s in full]  # the same steps are trained
+    assert [len(s.prompt) for s in one] == [1, 3, 3]
+    assert one[2].prompt[0]["content"] == "Book a table for two at Luigi's."
+    assert one[2].prompt[1]["content"].startswith("call book")  # the last step, not the first
+    assert [len(s.prompt) for s in none] == [1, 2, 2]
+    assert none[2].prompt[1] == {"role": "user", "content": "[book returned] booked"}
+
+
+def test_a_prompt_longer_than_max_length_loses_its_oldest_tokens_not_the_answer(default_model_dir):
+    from transformers import AutoTokenizer
+
+    from sleep_agent.sleep.consolidate import IGNORE_INDEX, ChatSample, encode_sample
+
+    tokenizer = AutoTokenizer.from_pretrained(default_model_dir)
+    long_history = " ".join(f"room{i} has a door." for i in range(200))
+    sample = ChatSample(prompt=({"role": "user", "content": long_history},), answer="take coin")
+    encoded = encode_sample(tokenizer, sample, 128)
+    assert len(encoded["input_ids"]) <= 128
+    trained = [
+        t for t, label in zip(encoded["input_ids"], encoded["labels"], strict=True) if label != IGNORE_INDEX
+    ]
+    assert "take coin" in tokenizer.decode(trained)
+    assert "room199" in tokenizer.decode(encoded["input_ids"]) and "room0 " not in tokenizer.decode(
+        encoded["input_ids"]
+    )

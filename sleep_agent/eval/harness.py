@@ -87,11 +87,11 @@ class Harness:
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         return len(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
 
-    def cycle(self, seed: int = 0) -> Any:
+    def cycle(self, seed: int = 0, settings: CycleConfig | None = None) -> Any:
         """A fresh standard cycle (nothing cached carries over) with ``seed`` for training and dreams."""
         from sleep_agent.sleep.standard import CycleConfig, StandardCycle
 
-        base = self.cycle_config or CycleConfig()
+        base = settings or self.cycle_config or CycleConfig()
         config = base.model_copy(
             update={
                 "training": base.training.model_copy(update={"seed": seed}),
@@ -100,8 +100,21 @@ class Harness:
         )
         return StandardCycle(config)
 
-    def memory(self, label: str, *, dreaming: bool = False, seed: int = 0, recall_k: int = 4) -> SleepMemory:
-        """A memory of its own on the shared server, from the base model, sleeping only when told."""
+    def memory(
+        self,
+        label: str,
+        *,
+        dreaming: bool = False,
+        seed: int = 0,
+        recall_k: int = 4,
+        recall: RecallConfig | None = None,
+        cycle: CycleConfig | None = None,
+    ) -> SleepMemory:
+        """A memory of its own on the shared server, from the base model, sleeping only when told.
+
+        ``recall`` replaces the default recall settings (top ``recall_k``, consolidated included);
+        ``cycle`` the harness's cycle settings, for a protocol that trains differently.
+        """
         from langchain_core.messages.utils import count_tokens_approximately
 
         from sleep_agent.nodes import SleepMemory
@@ -112,11 +125,14 @@ class Harness:
             model=self.config.model,
             home=self.work_dir / label,
             dreaming=dreaming,
-            recall=RecallConfig(k=recall_k, include_consolidated=True),
+            recall=recall or RecallConfig(k=recall_k, include_consolidated=True),
             policy=SleepPolicy(pending_episodes=None, pending_tokens=None, context_fraction=None),
         )
         memory = SleepMemory(
-            config, backend=self.backend, cycle=self.cycle(seed), token_counter=count_tokens_approximately
+            config,
+            backend=self.backend,
+            cycle=self.cycle(seed, cycle),
+            token_counter=count_tokens_approximately,
         )
         self._memories.append(memory)
         return memory

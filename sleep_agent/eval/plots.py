@@ -98,3 +98,27 @@ def scatter(
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def curves(
+    path: Path,
+    xs: Sequence[float],
+    panels: Mapping[str, Mapping[str, Sequence[float | None]]],
+    *,
+    title: str,
+    xlabel: str,
+) -> None:
+    """Learning curves: one panel per measure, one line per condition, over the same x."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
+    for ax, (panel, series) in zip(axes[0], panels.items(), strict=True):
+        for label, values in series.items():
+            ax.plot(list(xs), [float("nan") if v is None else v for v in values], marker="o", label=label)
+        ax.set_title(panel, fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.set_xticks(list(xs))
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -17,7 +17,16 @@ from sleep_agent.eval.protocol import EvalOptions
 
 
 def protocols() -> dict[str, ModuleType]:
-    from sleep_agent.eval import dreams, incorporation, memory_qa, poisoning, recall, regression, retention
+    from sleep_agent.eval import (
+        dreams,
+        games,
+        incorporation,
+        memory_qa,
+        poisoning,
+        recall,
+        regression,
+        retention,
+    )
 
     return {
         "p1": recall,
@@ -27,6 +36,7 @@ def protocols() -> dict[str, ModuleType]:
         "p5": memory_qa,
         "p6": dreams,
         "p7": poisoning,
+        "games": games,
     }
 
 

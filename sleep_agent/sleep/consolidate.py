@@ -129,7 +129,12 @@ def _encode(
             "the chat template renders the prompt differently inside the full conversation; "
             "cannot mask the prompt tokens"
         )
-    full_ids = list(full_ids)[:max_length]
+    answer_ids = list(full_ids)[len(prompt_ids) :]
+    # A long prompt (a trajectory's history) loses its oldest tokens, not the answer: cut on the
+    # right, a long behaviour-cloning sample would train nothing at all.
+    budget = max(max_length - len(answer_ids), max_length // 2)
+    prompt_ids = list(prompt_ids)[-budget:]
+    full_ids = (prompt_ids + answer_ids)[:max_length]
     labels = [IGNORE_INDEX] * min(len(prompt_ids), len(full_ids)) + full_ids[len(prompt_ids) :]
     return {"input_ids": full_ids, "attention_mask": [1] * len(full_ids), "labels": labels}
 

@@ -9,7 +9,7 @@ when a check is given, what the model already answers right is skipped.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sleep_agent.episodes import Episode
@@ -140,23 +140,35 @@ def critique(
     *,
     known: Iterable[str] = (),
     already_knows: Callable[[str], bool] | None = None,
+    fact_sources: Collection[str] = ("user", "tool"),
 ) -> list[Verdict]:
-    """One verdict per episode; ``known`` holds statements already consolidated."""
+    """One verdict per episode; ``known`` holds statements already consolidated.
+
+    ``fact_sources``: whose words may become facts. An agent whose tools describe a world that is
+    new every episode (a game's rooms) learns from its trajectories, not from those descriptions.
+    """
     seen = {normalise(s) for s in known}
     verdicts = []
     for ep in episodes:
-        verdicts.append(_judge(ep, seen, already_knows))
+        verdicts.append(_judge(ep, seen, already_knows, fact_sources))
         seen.update(normalise(s.text) for s in verdicts[-1].statements)
     return verdicts
 
 
-def _judge(ep: Episode, seen: set[str], already_knows: Callable[[str], bool] | None) -> Verdict:
+def _judge(
+    ep: Episode,
+    seen: set[str],
+    already_knows: Callable[[str], bool] | None,
+    fact_sources: Collection[str] = ("user", "tool"),
+) -> Verdict:
     grounded = ep.parts_from("user", "tool")
     if not grounded:
         return Verdict(ep.id, False, "assistant-only: nothing the user or a tool said")
     candidates: list[Statement] = []
     poisoned = False
     for part in grounded:
+        if part.source not in fact_sources:
+            continue
         if part.source == "tool" and has_instruction(part.content):
             poisoned = True
             continue
@@ -175,11 +187,17 @@ def _judge(ep: Episode, seen: set[str], already_knows: Callable[[str], bool] | N
             )
         return Verdict(ep.id, False, "no statement to learn (questions or chit-chat only)")
     fresh = [s for s in candidates if normalise(s.text) not in seen]
-    if not fresh:
+    if not fresh:  # the statements are known, but a new successful trajectory is still worth imitating
+        if imitate:
+            return Verdict(ep.id, True, "successful tool trajectory (behaviour cloning); statements known")
         return Verdict(ep.id, False, "already consolidated")
     if already_knows is not None:
         fresh = [s for s in fresh if not already_knows(s.text)]
         if not fresh:
+            if imitate:
+                return Verdict(
+                    ep.id, True, "successful tool trajectory (behaviour cloning); statements known"
+                )
             return Verdict(ep.id, False, "already known: the current model answers it right")
     reason = "grounded statements" + (
         " (instructions in tool output or quoted text dropped)" if poisoned else ""

@@ -245,30 +245,51 @@ def _strip_preamble(sentence: str) -> str:
     )
 
 
-def behaviour_samples(episodes: Sequence[Episode]) -> list[ChatSample]:
+def behaviour_samples(episodes: Sequence[Episode], *, window: int | None = None) -> list[ChatSample]:
     """Behaviour cloning: every assistant step of a successful trajectory, given what came before.
 
     Only the assistant's own steps are trained (tool calls written as text); what users and tools
     said is prompt, never a target, so a tool's text is not learned as the model's words.
+    ``window``: the steps of history each sample keeps (see :func:`trajectory_prompt`).
     """
     samples = []
     for episode in episodes:
         if not is_successful_trajectory(episode):
             continue
-        history: list[dict[str, str]] = []
-        for part in episode.parts:
-            if part.source == "assistant":
-                action = action_text(part)
-                if any(m["role"] == "user" for m in history):  # the chat template needs a user turn
-                    samples.append(ChatSample(prompt=tuple(history), answer=action))
-                history.append({"role": "assistant", "content": action})
-            elif part.source == "tool":
-                history.append(
-                    {"role": "user", "content": f"[{part.name or 'tool'} returned] {part.content}"}
-                )
-            else:
-                history.append({"role": part.source, "content": part.content})
+        for i, part in enumerate(episode.parts):
+            if part.source != "assistant":
+                continue
+            prompt = trajectory_prompt(episode.parts[:i], window=window)
+            if any(m["role"] == "user" for m in prompt):  # the chat template needs a user turn
+                samples.append(ChatSample(prompt=tuple(prompt), answer=action_text(part)))
     return samples
+
+
+def trajectory_prompt(parts: Sequence[EpisodePart], *, window: int | None = None) -> list[dict[str, str]]:
+    """A trajectory so far as the chat the next step is taken from (and trained on).
+
+    Tool results become user turns ("[name returned] ..."), the assistant's calls ``call name({...})``.
+    ``window``: keep only the last ``window`` assistant steps (and what followed them) after the
+    opening user turns, so a long episode gives prompts of bounded length. An agent that acts
+    from this same prompt sees at run time exactly what it was trained on.
+    """
+    history: list[dict[str, str]] = []
+    for part in parts:
+        if part.source == "assistant":
+            history.append({"role": "assistant", "content": action_text(part)})
+        elif part.source == "tool":
+            history.append({"role": "user", "content": f"[{part.name or 'tool'} returned] {part.content}"})
+        else:
+            history.append({"role": part.source, "content": part.content})
+    if window is None:
+        return history
+    steps = [i for i, m in enumerate(history) if m["role"] == "assistant"]
+    if len(steps) <= window:
+        return history
+    opening = history[: steps[0]]
+    return (
+        opening + history[steps[len(steps) - window] :] if window > 0 else opening + history[steps[-1] + 1 :]
+    )
 
 
 def action_text(part: EpisodePart) -> str:

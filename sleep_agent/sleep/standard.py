@@ -82,6 +82,17 @@ class CycleConfig(BaseModel):
     reload_backoff_s: float = Field(
         1.0, ge=0, description="first wait between tries; doubles each time, up to 30 s"
     )
+    fact_sources: list[Literal["user", "tool"]] = Field(
+        default_factory=lambda: ["user", "tool"],
+        description="whose words become facts; ['user'] for agents whose tools describe a world that is "
+        "new each episode (a game), which learn from their trajectories instead",
+    )
+    trajectory_window: int | None = Field(
+        None,
+        ge=0,
+        description="steps of history each behaviour-cloning sample keeps after the opening user turn "
+        "(None: all); an agent acting from the same window sees what it was trained on",
+    )
     dreams: DreamConfig = Field(
         default_factory=DreamConfig,
         description="what to dream when SleepConfig.dreaming is on",
@@ -105,13 +116,18 @@ class StandardCycle:
         with _timed(timings, "critic"):
             # earlier memories pass the same critic, so nothing it once dropped comes back as replay
             consolidated = memory.buffer.episodes("consolidated")
-            earlier = [st for v in critique(consolidated) if v.keep for st in v.statements]
+            sources = self.config.fact_sources
+            earlier = [
+                st for v in critique(consolidated, fact_sources=sources) if v.keep for st in v.statements
+            ]
             knows = (
                 already_knows(memory.backend, self.config.answer_tokens, memory.config.namespace)
                 if self.config.novelty_check
                 else None
             )
-            verdicts = critique(episodes, known=[s.text for s in earlier], already_knows=knows)
+            verdicts = critique(
+                episodes, known=[s.text for s in earlier], already_knows=knows, fact_sources=sources
+            )
         report.rejected = {v.episode_id: v.reason for v in verdicts if not v.keep}
         kept = [s for v in verdicts if v.keep for s in v.statements]
         kept_ids = {v.episode_id for v in verdicts if v.keep}
@@ -122,9 +138,10 @@ class StandardCycle:
 
         with _timed(timings, "extract"):
             new_facts, old_facts = extract_facts(kept), extract_facts(earlier)
-            behaviour = behaviour_samples([ep for ep in episodes if ep.id in kept_ids])
+            window = self.config.trajectory_window
+            behaviour = behaviour_samples([ep for ep in episodes if ep.id in kept_ids], window=window)
             if self.config.start == "rebuild":  # earlier trajectories are replayed like earlier facts
-                behaviour += behaviour_samples(consolidated)
+                behaviour += behaviour_samples(consolidated, window=window)
         report.metrics["facts"] = len(new_facts)
         report.metrics["behaviour_samples"] = len(behaviour)
 

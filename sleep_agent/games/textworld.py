@@ -1,0 +1,115 @@
+"""One text game at a time from TextWorldExpress, reduced to what an agent sees and may do.
+
+TextWorldExpress generates its games from a seed, offline, in milliseconds; its train, dev and test
+folds hold different seeds, so games held out for evaluation are new ones of the same family.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sleep_agent.errors import SleepAgentError
+
+Fold = Literal["train", "dev", "test"]
+
+
+class GameUnavailableError(SleepAgentError, RuntimeError):
+    """The game engine cannot run here (package or Java missing)."""
+
+
+@dataclass(frozen=True)
+class GameSpec:
+    """A game family: TextWorldExpress's name, its generation parameters and a step limit."""
+
+    name: str = "coin"
+    params: str = "numLocations=3,numDistractorItems=0,includeDoors=0"
+    step_limit: int = 12
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the agent sees after a step, and how the game stands."""
+
+    text: str
+    commands: list[str]
+    score: float
+    won: bool
+    done: bool
+    steps: int
+    task: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def prompt_text(self) -> str:
+        """The observation with the commands it allows, as the agent reads it."""
+        return f"{self.text.strip()}\nCommands: {', '.join(self.commands)}"
+
+
+class TextGame:
+    """``game.reset(seed, fold)``, then ``game.step(command)`` until ``done``."""
+
+    def __init__(self, spec: GameSpec | None = None) -> None:
+        self.spec = spec or GameSpec()
+        self._env = _start_engine(self.spec.step_limit)
+        self._env.load(gameName=self.spec.name, gameParams=self.spec.params)
+        self._steps = 0
+        self._task = ""
+
+    def seeds(self, fold: Fold, n: int, offset: int = 0) -> list[int]:
+        """The first ``n`` seeds of a fold (after ``offset``): fixed, so runs repeat exactly."""
+        valid = {
+            "train": self._env.getValidSeedsTrain,
+            "dev": self._env.getValidSeedsDev,
+            "test": self._env.getValidSeedsTest,
+        }[fold]()
+        if offset + n > len(valid):
+            raise ValueError(
+                f"the {fold} fold of {self.spec.name} has {len(valid)} seeds, asked for {offset + n}"
+            )
+        return list(valid[offset : offset + n])
+
+    def reset(self, seed: int, fold: Fold = "train") -> Observation:
+        obs, infos = self._env.reset(seed=seed, gameFold=fold, generateGoldPath=True)
+        self._steps = 0
+        self._task = infos["taskDescription"]
+        return self._observe(obs, infos)
+
+    def step(self, command: str) -> Observation:
+        obs, _, _, infos = self._env.step(command)
+        self._steps += 1
+        return self._observe(obs, infos)
+
+    def walkthrough(self) -> list[str]:
+        """The game's gold commands from the start (TextWorldExpress's leading 'look around' dropped)."""
+        gold = list(self._env.getGoldActionSequence())
+        return gold[1:] if gold and gold[0] == "look around" else gold
+
+    def _observe(self, obs: str, infos: dict[str, Any]) -> Observation:
+        won = bool(infos.get("tasksuccess"))
+        lost = bool(infos.get("taskfailure"))
+        return Observation(
+            text=obs,
+            commands=sorted(infos["validActions"]),  # the engine's order varies; sorted, prompts repeat
+            score=float(infos.get("score", 0.0)),
+            won=won,
+            done=won or lost or self._steps >= self.spec.step_limit,
+            steps=self._steps,
+            task=self._task,
+        )
+
+
+def _start_engine(step_limit: int) -> Any:
+    try:
+        from textworld_express import TextWorldExpressEnv
+    except ImportError as e:
+        raise GameUnavailableError(
+            "the text games need TextWorldExpress: pip install 'sleep-agent[games]' (or textworld-express)"
+        ) from e
+    if shutil.which("java") is None:
+        raise GameUnavailableError(
+            "TextWorldExpress runs on Java 17 or newer and no `java` is on PATH: install a JRE "
+            "(Debian: apt-get install openjdk-17-jre-headless)"
+        )
+    # the engine stops a game itself one step after ours, so our limit is the one that ends it
+    return TextWorldExpressEnv(envStepLimit=step_limit + 1)

@@ -1,0 +1,120 @@
+"""The text-game agent: the real TextWorldExpress engine, the real LangGraph player, real sleeps.
+
+The player and the protocol run on the tiny Llama served in-process (it plays badly, which is not
+what is tested here: that games are played, recorded, imitated and measured as they should be).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import tiny_config
+
+from sleep_agent.games.agent import GamePlayer, choose, opening
+from sleep_agent.games.textworld import GameSpec, GameUnavailableError, TextGame
+
+
+@pytest.fixture(scope="module")
+def game():
+    return TextGame(GameSpec(step_limit=6))
+
+
+def test_a_reply_is_mapped_onto_a_listed_command_the_same_way_every_time():
+    commands = ["inventory", "look around", "move east", "take coin"]
+    assert choose('call act({"command": "take coin"})', commands) == ("take coin", True)
+    assert choose("Take coin.", commands) == ("take coin", True)
+    assert choose("I should move to the east", commands) == ("move east", False)
+    assert choose("coin!", commands) == ("take coin", False)
+    assert choose("???", commands) == ("inventory", False)  # nothing shared: the first, never random
+
+
+def test_the_walkthrough_wins_and_held_out_games_are_other_games(game):
+    train, test = game.seeds("train", 3), game.seeds("test", 3)
+    assert not set(train) & set(test)
+    first = game.reset(train[0], "train")
+    assert first.task and first.commands == sorted(first.commands) and not first.done
+    obs = first
+    for command in game.walkthrough():
+        assert command in obs.commands
+        obs = game.step(command)
+    assert obs.won and obs.done and obs.score == 1.0
+    assert f"Commands: {', '.join(first.commands)}" in opening(first)
+
+
+def test_a_game_ends_at_its_step_limit(game):
+    obs = game.reset(game.seeds("train", 1)[0], "train")
+    for _ in range(game.spec.step_limit):
+        obs = game.step("inventory")
+    assert obs.done and not obs.won and obs.steps == game.spec.step_limit
+
+
+def test_without_java_the_games_say_how_to_fix_it(monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(GameUnavailableError, match="Java 17"):
+        TextGame()
+
+
+def test_a_played_game_is_one_episode_whose_training_prompts_are_the_prompts_it_was_played_from(
+    tmp_path, tiny_model_dir, game
+):
+    from sleep_agent import SleepMemory
+    from sleep_agent.sleep.extract import behaviour_samples
+
+    seen: list[list[dict[str, str]]] = []
+    with SleepMemory(tiny_config(tiny_model_dir, tmp_path)) as memory:
+        player = GamePlayer(memory, game, recall=False, token_counter=lambda p: seen.append(p) or len(p))
+        seed = game.seeds("train", 1)[0]
+        result = player.play(seed)
+        (episode,) = memory.buffer.episodes("pending")
+        assert episode.outcome == ("success" if result.won else "failure")
+        assert result.steps == len(result.commands) == len(seen) == len(result.prompt_tokens)
+        # imitated as if it had been won: each training prompt is exactly what the model was shown
+        won = episode.model_copy(update={"outcome": "success"})
+        samples = behaviour_samples([won], window=player.window)
+        assert [list(s.prompt) for s in samples] == seen
+        assert [json.loads(s.answer[len("call act(") : -1])["command"] for s in samples] == result.commands
+
+        held_out = GamePlayer(memory, game, recall=True, record=False)
+        held_out.play(game.seeds("test", 1)[0], "test")
+        assert len(memory.buffer.episodes("pending")) == 1  # held-out games never reach the memory
+
+        assert player.demonstrate(seed)
+        demo = [e for e in memory.buffer.episodes("pending") if e.thread_id.startswith("demo-")]
+        assert len(demo) == 1 and demo[0].outcome == "success"
+        taken = [c["args"]["command"] for p in demo[0].parts for c in p.tool_calls]
+        assert taken == game.walkthrough()
+
+
+@pytest.mark.slow
+def test_eval_games_writes_four_learning_curves_and_sleeps_on_trajectories_only(tmp_path, tiny_model_dir):
+    from sleep_agent.eval.protocol import EvalOptions
+    from sleep_agent.eval.run import evaluate, table_of
+    from sleep_agent.sleep.consolidate import LoraTrainConfig
+    from sleep_agent.sleep.standard import CycleConfig
+
+    short = CycleConfig(training=LoraTrainConfig(epochs=1, min_steps=2, batch_size=8), anchors=False)
+    result = evaluate(
+        "games", EvalOptions(quick=True), tmp_path, model=str(tiny_model_dir), serving="local", cycle=short
+    )
+    assert (tmp_path / "games.json").is_file() and (tmp_path / "games_learning_curves.png").is_file()
+    blocks, held_out = result["blocks"], result["held_out"]
+    curves = result["curves"]
+    assert curves["games"] == [i * result["games_per_block"] for i in range(blocks + 1)]
+    for condition in ("no_memory", "retrieval", "sleep", "sleep_retrieval"):
+        assert len(curves[condition]) == blocks + 1
+        assert all(s["won"]["n"] == held_out for s in curves[condition])
+        assert all(1 <= s["steps"] <= result["step_limit"] for s in curves[condition])
+    (run,) = result["seeds"]
+    assert len(run["sleeps"]) == blocks
+    for sleep in run["sleeps"]:
+        assert sleep.get("facts", 0) == 0  # the game's text is not learned as facts
+    trained = [g for g in run["training"]["sleep"] if g["won"] or g["demonstrated"]]
+    assert run["sleeps"][0]["episodes"] >= len([g for g in trained if g["seed"] in run["train_seeds"][:5]])
+    # retrieval shows past games in the prompt: more tokens per step than playing from the weights
+    last = blocks
+    assert curves["retrieval"][last]["prompt_tokens"] > curves["sleep"][last]["prompt_tokens"]
+    title, columns, rows = table_of(result)
+    assert len(rows) == blocks + 1 and "sleep + retrieval" in " ".join(columns)
