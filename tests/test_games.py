@@ -15,6 +15,20 @@ from sleep_agent.games.agent import GamePlayer, choose, opening
 from sleep_agent.games.textworld import GameSpec, GameUnavailableError, TextGame
 
 
+def _engine_missing() -> str | None:
+    import importlib.util
+    import shutil
+
+    if importlib.util.find_spec("textworld_express") is None:
+        return "textworld-express is not installed (make install adds the 'games' extra)"
+    if shutil.which("java") is None:
+        return "no Java on PATH for TextWorldExpress (scripts/install.sh installs it with apt as root)"
+    return None
+
+
+needs_engine = pytest.mark.skipif(_engine_missing() is not None, reason=str(_engine_missing()))
+
+
 @pytest.fixture(scope="module")
 def game():
     return TextGame(GameSpec(step_limit=6))
@@ -29,6 +43,7 @@ def test_a_reply_is_mapped_onto_a_listed_command_the_same_way_every_time():
     assert choose("???", commands) == ("inventory", False)  # nothing shared: the first, never random
 
 
+@needs_engine
 def test_the_walkthrough_wins_and_held_out_games_are_other_games(game):
     train, test = game.seeds("train", 3), game.seeds("test", 3)
     assert not set(train) & set(test)
@@ -42,6 +57,7 @@ def test_the_walkthrough_wins_and_held_out_games_are_other_games(game):
     assert f"Commands: {', '.join(first.commands)}" in opening(first)
 
 
+@needs_engine
 def test_a_game_ends_at_its_step_limit(game):
     obs = game.reset(game.seeds("train", 1)[0], "train")
     for _ in range(game.spec.step_limit):
@@ -49,6 +65,7 @@ def test_a_game_ends_at_its_step_limit(game):
     assert obs.done and not obs.won and obs.steps == game.spec.step_limit
 
 
+@needs_engine
 def test_without_java_the_games_say_how_to_fix_it(monkeypatch):
     import shutil
 
@@ -57,6 +74,7 @@ def test_without_java_the_games_say_how_to_fix_it(monkeypatch):
         TextGame()
 
 
+@needs_engine
 def test_a_played_game_is_one_episode_whose_training_prompts_are_the_prompts_it_was_played_from(
     tmp_path, tiny_model_dir, game
 ):
@@ -88,6 +106,7 @@ def test_a_played_game_is_one_episode_whose_training_prompts_are_the_prompts_it_
         assert taken == game.walkthrough()
 
 
+@needs_engine
 @pytest.mark.slow
 def test_eval_games_writes_four_learning_curves_and_sleeps_on_trajectories_only(tmp_path, tiny_model_dir):
     from sleep_agent.eval.protocol import EvalOptions

@@ -88,7 +88,9 @@ def _one_seed(h: Harness, game: Any, held_out: list[int], size: dict[str, int], 
     train = game.seeds("train", size["blocks"] * per_block, offset=seed * size["blocks"] * per_block)
     recall = RecallConfig(k=2, include_consolidated=True, sources=("user", "assistant", "tool"))
     memories = {
-        stream: h.memory(f"games-{stream}-seed{seed}", seed=seed, recall=recall, cycle=cycle_config(h.cycle_config))
+        stream: h.memory(
+            f"games-{stream}-seed{seed}", seed=seed, recall=recall, cycle=cycle_config(h.cycle_config)
+        )
         for stream in ("retrieval", "sleep")
     }
 
