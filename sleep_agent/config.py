@@ -29,7 +29,9 @@ class ServingConfig(_Config):
     """How the model is served. ``backend="vllm"`` starts a server unless ``base_url`` is given."""
 
     backend: Literal["vllm", "local"] = Field(
-        "vllm", description="'vllm' (real server) or 'local' (in-process)"
+        default_factory=lambda: os.environ.get("SLEEP_AGENT_SERVING", "vllm"),
+        validate_default=True,
+        description="'vllm' (real server) or 'local' (in-process); default $SLEEP_AGENT_SERVING, else 'vllm'",
     )
     base_url: str | None = Field(
         None, description="attach to a running vLLM server, e.g. http://127.0.0.1:8000"
@@ -129,7 +131,10 @@ class SleepConfig(_Config):
 
     namespace: str = Field("default", description="memories and adapters are kept per namespace")
     model: str = Field(
-        "default", description="'default' (SmolLM2-135M-Instruct), a HF model id or a local path"
+        default_factory=lambda: os.environ.get("SLEEP_AGENT_MODEL", "default"),
+        validate_default=True,
+        description="'default' (SmolLM2-135M-Instruct), a HF model id or a local path; default "
+        "$SLEEP_AGENT_MODEL, else 'default'",
     )
     serving: ServingConfig = Field(default_factory=ServingConfig, description="how the model is served")
     home: Path = Field(Path(".sleep_agent"), description="Chroma db, adapters, reports and logs live here")

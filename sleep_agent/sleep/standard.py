@@ -84,8 +84,8 @@ class CycleConfig(BaseModel):
     )
     fact_sources: list[Literal["user", "tool"]] = Field(
         default_factory=lambda: ["user", "tool"],
-        description="whose words become facts; ['user'] for agents whose tools describe a world that is "
-        "new each episode (a game), which learn from their trajectories instead",
+        description="whose words become facts; [] for agents whose tools describe a world that is new "
+        "each episode (a game): they learn from their won trajectories alone",
     )
     trajectory_window: int | None = Field(
         None,
