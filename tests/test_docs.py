@@ -14,16 +14,20 @@ def python_blocks(path) -> list[str]:
 
 
 def checked(block: str) -> str:
-    """Turn `expr   # value` comment claims into assertions."""
+    """Turn `expr   # value` comment claims into assertions.
+
+    Not ``print(...)`` lines: their comments show what the default model printed, an example.
+    """
     lines = []
     for line in block.splitlines():
         code, _, comment = line.partition("  # ")
         claim = comment.strip()
-        if claim:
+        indent = code[: len(code) - len(code.lstrip())]
+        if claim and not code.strip().startswith("print("):
             try:
                 ast.parse(code.strip(), mode="eval")  # an expression, not an assignment or import
                 ast.literal_eval(claim)
-                lines.append(f"assert ({code.strip()}) == {claim}, {code.strip()!r}")
+                lines.append(f"{indent}assert ({code.strip()}) == {claim}, {code.strip()!r}")
                 continue
             except (ValueError, SyntaxError):
                 pass
@@ -82,6 +86,46 @@ def _adapter_at(path, model_dir) -> None:
     done.adapter_dir.rename(path)
 
 
+def _chroma_on(port: int, folder):
+    """The `chroma run` server docs/sharing.md starts, on the port the page names."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from sleep_agent import BufferUnavailableError, EpisodeBuffer
+
+    chroma = Path(sys.executable).with_name("chroma")
+    log = open(folder / "chroma.log", "wb")
+    proc = subprocess.Popen(
+        [
+            str(chroma),
+            "run",
+            "--path",
+            str(folder / "chroma-data"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.time() + 60
+    while True:
+        try:
+            EpisodeBuffer("probe", url=f"http://127.0.0.1:{port}")
+            return proc
+        except BufferUnavailableError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail(
+                    f"chroma run on port {port} did not start:\n"
+                    + (folder / "chroma.log").read_text()[-2000:]
+                )
+            time.sleep(0.5)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES)
 def test_every_python_block_of_the_page_runs_in_order(page, tmp_path, monkeypatch, tiny_model_dir):
@@ -94,11 +138,34 @@ def test_every_python_block_of_the_page_runs_in_order(page, tmp_path, monkeypatc
     monkeypatch.setenv("SLEEP_AGENT_SERVING", "local")
     if page == "README.md":
         _adapter_at(tmp_path / "path" / "to" / "adapter", tiny_model_dir)
+    server = _chroma_on(8001, tmp_path) if page == "docs/sharing.md" else None
     scope: dict = {"__name__": "__docs__"}
     try:
         for i, block in enumerate(python_blocks(REPO / page)):
-            exec(compile(block, f"{page} (python block {i + 1})", "exec"), scope)
+            exec(compile(checked(block), f"{page} (python block {i + 1})", "exec"), scope)
     finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
         for value in list(scope.values()):
             if type(value).__name__ in ("SleepMemory", "ChatSession") and hasattr(value, "close"):
                 value.close()
+
+
+def test_the_configuration_reference_lists_every_field_with_its_current_default():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "config_reference.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    from sleep_agent import SleepConfig, SleepPolicy
+
+    page = (REPO / "docs" / "configuration.md").read_text()
+    for cls in (SleepConfig, SleepPolicy):
+        for name in cls.model_fields:
+            assert f"| `{name}` |" in page
+    assert "| `pending_episodes` | `int \\| None` | `32` |" in page

@@ -38,22 +38,6 @@ def check(options: EvalOptions) -> None:
     TextGame(GameSpec())
 
 
-def cycle_config(base: Any = None) -> Any:
-    """The games' sleep: trajectories only (each game's rooms are new: nothing to learn as facts),
-    one step of history per sample, as the player prompts. ``base``: other settings to start from."""
-    from sleep_agent.games.agent import WINDOW
-    from sleep_agent.sleep.standard import CycleConfig
-
-    base = base or CycleConfig()
-    return base.model_copy(
-        update={
-            "fact_sources": [],
-            "trajectory_window": WINDOW,
-            "training": base.training.model_copy(update={"max_length": 512}),
-        }
-    )
-
-
 def sizes(options: EvalOptions) -> dict[str, int]:
     return {
         "blocks": options.size(2, 4),
@@ -82,14 +66,14 @@ def run(h: Harness, options: EvalOptions) -> dict[str, Any]:
 
 
 def _one_seed(h: Harness, game: Any, held_out: list[int], size: dict[str, int], seed: int) -> dict[str, Any]:
-    from sleep_agent.games.agent import GamePlayer
+    from sleep_agent.games.agent import GamePlayer, game_cycle_config
 
     per_block = size["games_per_block"]
     train = game.seeds("train", size["blocks"] * per_block, offset=seed * size["blocks"] * per_block)
     recall = RecallConfig(k=2, include_consolidated=True, sources=("user", "assistant", "tool"))
     memories = {
         stream: h.memory(
-            f"games-{stream}-seed{seed}", seed=seed, recall=recall, cycle=cycle_config(h.cycle_config)
+            f"games-{stream}-seed{seed}", seed=seed, recall=recall, cycle=game_cycle_config(h.cycle_config)
         )
         for stream in ("retrieval", "sleep")
     }

@@ -25,6 +25,7 @@ from sleep_agent.episodes import episode_from_messages, is_recall_message
 from sleep_agent.games.textworld import Fold, Observation, TextGame
 from sleep_agent.nodes import SleepMemory, SleepState
 from sleep_agent.sleep.extract import trajectory_prompt
+from sleep_agent.sleep.standard import CycleConfig
 
 INSTRUCTION = "Reply with one command from the list."
 TOOL = "act"
@@ -190,6 +191,20 @@ class GamePlayer:
         prompt = trajectory_prompt(parts, window=self.window)
         recalled = [str(m.content) for m in messages if is_recall_message(m)]
         return [{"role": "system", "content": recalled[-1]}, *prompt] if recalled else prompt
+
+
+def game_cycle_config(base: CycleConfig | None = None) -> CycleConfig:
+    """How a game player sleeps: its won trajectories only (each game's rooms are new, so nothing
+    in their text is worth learning as a fact), one step of history per sample, as it prompts.
+    ``base``: other settings to start from."""
+    base = base or CycleConfig()
+    return base.model_copy(
+        update={
+            "fact_sources": [],
+            "trajectory_window": WINDOW,
+            "training": base.training.model_copy(update={"max_length": 512}),
+        }
+    )
 
 
 def opening(first: Observation) -> str:
