@@ -40,9 +40,9 @@ def check(options: EvalOptions) -> None:
 
 def sizes(options: EvalOptions) -> dict[str, int]:
     return {
-        "blocks": options.size(2, 4),
+        "blocks": options.size(2, 3),
         "games_per_block": options.size(5, 8),
-        "held_out": options.size(6, 12),
+        "held_out": options.size(6, 10),
         "step_limit": options.size(10, 12),
     }
 
