@@ -517,11 +517,11 @@ class SleepMemory:
         for r in recalled:
             shown = [p.render() for p in r.episode.parts_from(*self.config.recall.sources)]
             if not shown:
-                continue
+                break
             line = "- " + "\n".join(shown).replace("\n", "\n  ")
             cost = self.count_tokens([HumanMessage(line)])
-            if cost > budget:
-                break
+            if cost > budget:  # too long for what is left; a shorter, less near one may still fit
+                continue
             lines.append(line)
             budget -= cost
         return self.recall_prompt.format(memories="\n".join(lines)) if lines else ""

@@ -332,3 +332,15 @@ def test_recall_shows_only_grounded_words_unless_asked():
     memory.config.recall = RecallConfig(k=2, sources=("user", "assistant"))
     (everything,) = memory.recall_node(question)["messages"]
     assert "Rex" in everything.content
+
+
+def test_a_memory_too_long_for_the_budget_does_not_keep_shorter_ones_out():
+    memory = make_memory()
+    memory.config.recall = RecallConfig(k=2, max_tokens=120)
+    memory.buffer.record([("user", "What my cat Pixel likes: naps. " + "My cat Pixel likes naps. " * 30)])
+    memory.buffer.record([("user", "The vet opens at nine.")])
+    query = "what does my cat Pixel like?"
+    assert "naps" in memory.recall(query)[0].episode.text  # the long one is the nearest
+    update = memory.recall_node({"messages": [HumanMessage(query, id="q")]})
+    (message,) = update["messages"]
+    assert "vet opens" in message.content and "naps" not in message.content

@@ -70,7 +70,10 @@ def _one_seed(h: Harness, game: Any, held_out: list[int], size: dict[str, int], 
 
     per_block = size["games_per_block"]
     train = game.seeds("train", size["blocks"] * per_block, offset=seed * size["blocks"] * per_block)
-    recall = RecallConfig(k=2, include_consolidated=True, sources=("user", "assistant", "tool"))
+    # a whole game is 300-1500 tokens: the budget holds two, within the 2048-token window
+    recall = RecallConfig(
+        k=2, max_tokens=1536, include_consolidated=True, sources=("user", "assistant", "tool")
+    )
     memories = {
         stream: h.memory(
             f"games-{stream}-seed{seed}", seed=seed, recall=recall, cycle=game_cycle_config(h.cycle_config)
