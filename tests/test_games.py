@@ -58,6 +58,23 @@ def test_the_walkthrough_wins_and_held_out_games_are_other_games(game):
 
 
 @needs_engine
+def test_the_walkthrough_is_the_same_short_path_whatever_was_played_before(game):
+    seeds = game.seeds("train", 12)
+    fresh = {}
+    for seed in seeds:
+        game.reset(seed, "train")
+        fresh[seed] = game.walkthrough()
+    for seed in seeds:  # wander first: the engine's own gold path then changes, ours must not
+        game.reset(seed, "train")
+        for i in range(game.spec.step_limit):
+            game.step("inventory" if i % 2 else "look around")
+        game.reset(seed, "train")
+        path = game.walkthrough()
+        assert path == fresh[seed]
+        assert len(path) == len(set(path)) and path[-1] == "take coin"  # no back-and-forth
+
+
+@needs_engine
 def test_a_game_ends_at_its_step_limit(game):
     obs = game.reset(game.seeds("train", 1)[0], "train")
     for _ in range(game.spec.step_limit):

@@ -172,7 +172,7 @@ def plot(result: dict[str, Any], out_dir: Path) -> list[Path]:
         path,
         data["games"],
         {
-            "held-out games won": {
+            "held-out games won (share)": {
                 label: [s["won"]["mean"] for s in data[c]] for c, label in CONDITIONS.items()
             },
             "steps per game (lost = step limit)": {

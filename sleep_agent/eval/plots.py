@@ -111,9 +111,12 @@ def curves(
     """Learning curves: one panel per measure, one line per condition, over the same x."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
+    styles = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":")]  # lines that coincide stay visible
     for ax, (panel, series) in zip(axes[0], panels.items(), strict=True):
-        for label, values in series.items():
-            ax.plot(list(xs), [float("nan") if v is None else v for v in values], marker="o", label=label)
+        for i, (label, values) in enumerate(series.items()):
+            marker, line = styles[i % len(styles)]
+            ys = [float("nan") if v is None else v for v in values]
+            ax.plot(list(xs), ys, marker=marker, linestyle=line, markersize=8 - 1.5 * (i % 4), label=label)
         ax.set_title(panel, fontsize=9)
         ax.set_xlabel(xlabel)
         ax.set_xticks(list(xs))

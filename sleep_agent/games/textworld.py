@@ -55,6 +55,8 @@ class TextGame:
         self._env.load(gameName=self.spec.name, gameParams=self.spec.params)
         self._steps = 0
         self._task = ""
+        self._game: tuple[int, Fold] = (0, "train")
+        self._state: tuple[str, str] = ("", "")
 
     def seeds(self, fold: Fold, n: int, offset: int = 0) -> list[int]:
         """The first ``n`` seeds of a fold (after ``offset``): fixed, so runs repeat exactly."""
@@ -71,6 +73,7 @@ class TextGame:
 
     def reset(self, seed: int, fold: Fold = "train") -> Observation:
         obs, infos = self._env.reset(seed=seed, gameFold=fold, generateGoldPath=True)
+        self._game = (seed, fold)
         self._steps = 0
         self._task = infos["taskDescription"]
         return self._observe(obs, infos)
@@ -81,11 +84,41 @@ class TextGame:
         return self._observe(obs, infos)
 
     def walkthrough(self) -> list[str]:
-        """The game's gold commands from the start (TextWorldExpress's leading 'look around' dropped)."""
+        """The current game's gold commands from the start, without detours; the game is reset.
+
+        TextWorldExpress's gold path depends on what the process played before (its generator's
+        random state) and can wander ("move north", "move south", "move north"...) before it wins.
+        Replayed here with every loop cut back to the first visit of a state, it is the same short
+        path on every run, and a demonstration does not teach wandering.
+        """
         gold = list(self._env.getGoldActionSequence())
-        return gold[1:] if gold and gold[0] == "look around" else gold
+        gold = gold[1:] if gold and gold[0] == "look around" else gold
+        seed, fold = self._game
+        self.reset(seed, fold)
+        path: list[str] = []
+        states = [self._state]
+        for command in gold:
+            self.step(command)
+            if self._state in states:  # back where it was: drop the loop
+                cut = states.index(self._state)
+                path, states = path[:cut], states[: cut + 1]
+            else:
+                path.append(command)
+                states.append(self._state)
+        if not self._wins(path):
+            path = gold
+        self.reset(seed, fold)
+        return path
+
+    def _wins(self, commands: list[str]) -> bool:
+        seed, fold = self._game
+        obs = self.reset(seed, fold)
+        for command in commands:
+            obs = self.step(command)
+        return obs.won
 
     def _observe(self, obs: str, infos: dict[str, Any]) -> Observation:
+        self._state = (infos.get("look", ""), infos.get("inventory", ""))  # where the player is, what it holds
         won = bool(infos.get("tasksuccess"))
         lost = bool(infos.get("taskfailure"))
         return Observation(
