@@ -154,3 +154,37 @@ def test_eval_games_writes_four_learning_curves_and_sleeps_on_trajectories_only(
     assert curves["retrieval"][last]["prompt_tokens"] > curves["sleep"][last]["prompt_tokens"]
     title, columns, rows = table_of(result)
     assert len(rows) == blocks + 1 and "sleep + retrieval" in " ".join(columns)
+
+
+@needs_engine
+@pytest.mark.slow
+def test_the_text_games_example_plays_sleeps_and_prints_the_held_out_table(tmp_path, tiny_model_dir):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    env = {**os.environ, "SLEEP_AGENT_MODEL": str(tiny_model_dir), "SLEEP_AGENT_SERVING": "local"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "examples" / "text_games" / "play.py"),
+            "--blocks",
+            "1",
+            "--games",
+            "2",
+            "--held-out",
+            "2",
+            "--home",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Held-out games after each sleep" in done.stdout
+    assert done.stdout.count("game ") >= 2 and "/2" in done.stdout
+    assert len(list((tmp_path / "reports" / "player").glob("*.json"))) == 1  # the block's one sleep
