@@ -118,7 +118,10 @@ class TextGame:
         return obs.won
 
     def _observe(self, obs: str, infos: dict[str, Any]) -> Observation:
-        self._state = (infos.get("look", ""), infos.get("inventory", ""))  # where the player is, what it holds
+        self._state = (
+            infos.get("look", ""),
+            infos.get("inventory", ""),
+        )  # where the player is, what it holds
         won = bool(infos.get("tasksuccess"))
         lost = bool(infos.get("taskfailure"))
         return Observation(
