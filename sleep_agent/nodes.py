@@ -517,7 +517,7 @@ class SleepMemory:
         for r in recalled:
             shown = [p.render() for p in r.episode.parts_from(*self.config.recall.sources)]
             if not shown:
-                break
+                continue
             line = "- " + "\n".join(shown).replace("\n", "\n  ")
             cost = self.count_tokens([HumanMessage(line)])
             if cost > budget:  # too long for what is left; a shorter, less near one may still fit

@@ -344,3 +344,16 @@ def test_a_memory_too_long_for_the_budget_does_not_keep_shorter_ones_out():
     update = memory.recall_node({"messages": [HumanMessage(query, id="q")]})
     (message,) = update["messages"]
     assert "vet opens" in message.content and "naps" not in message.content
+
+
+def test_a_memory_with_nothing_to_show_does_not_keep_the_next_ones_out():
+    memory = make_memory()
+    memory.config.recall = RecallConfig(k=2)
+    memory.buffer.record(
+        [("ai", "What does my cat Pixel like? Your cat Pixel likes naps.")]
+    )  # assistant only
+    memory.buffer.record([("user", "The vet opens at nine.")])
+    query = "What does my cat Pixel like?"
+    assert memory.recall(query)[0].episode.parts[0].source == "assistant"  # the nearest shows nothing
+    (message,) = memory.recall_node({"messages": [HumanMessage(query, id="q")]})["messages"]
+    assert "vet opens" in message.content and "naps" not in message.content
