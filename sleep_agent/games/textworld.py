@@ -7,7 +7,7 @@ folds hold different seeds, so games held out for evaluation are new ones of the
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from sleep_agent.errors import SleepAgentError
@@ -39,7 +39,6 @@ class Observation:
     done: bool
     steps: int
     task: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def prompt_text(self) -> str:
         """The observation with the commands it allows, as the agent reads it."""

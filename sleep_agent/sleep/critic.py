@@ -159,7 +159,7 @@ def _judge(
     ep: Episode,
     seen: set[str],
     already_knows: Callable[[str], bool] | None,
-    fact_sources: Collection[str] = ("user", "tool"),
+    fact_sources: Collection[str],
 ) -> Verdict:
     grounded = ep.parts_from("user", "tool")
     if not grounded:
@@ -187,18 +187,14 @@ def _judge(
             )
         return Verdict(ep.id, False, "no statement to learn (questions or chit-chat only)")
     fresh = [s for s in candidates if normalise(s.text) not in seen]
+    dropped = "already consolidated"
+    if fresh and already_knows is not None:
+        fresh = [s for s in fresh if not already_knows(s.text)]
+        dropped = "already known: the current model answers it right"
     if not fresh:  # the statements are known, but a new successful trajectory is still worth imitating
         if imitate:
             return Verdict(ep.id, True, "successful tool trajectory (behaviour cloning); statements known")
-        return Verdict(ep.id, False, "already consolidated")
-    if already_knows is not None:
-        fresh = [s for s in fresh if not already_knows(s.text)]
-        if not fresh:
-            if imitate:
-                return Verdict(
-                    ep.id, True, "successful tool trajectory (behaviour cloning); statements known"
-                )
-            return Verdict(ep.id, False, "already known: the current model answers it right")
+        return Verdict(ep.id, False, dropped)
     reason = "grounded statements" + (
         " (instructions in tool output or quoted text dropped)" if poisoned else ""
     )

@@ -286,10 +286,8 @@ def trajectory_prompt(parts: Sequence[EpisodePart], *, window: int | None = None
     steps = [i for i, m in enumerate(history) if m["role"] == "assistant"]
     if len(steps) <= window:
         return history
-    opening = history[: steps[0]]
-    return (
-        opening + history[steps[len(steps) - window] :] if window > 0 else opening + history[steps[-1] + 1 :]
-    )
+    start = steps[-window] if window else steps[-1] + 1  # window 0: only what the last step returned
+    return history[: steps[0]] + history[start:]
 
 
 def action_text(part: EpisodePart) -> str:
