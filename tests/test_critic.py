@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from sleep_agent.episodes import episode_from_messages
-from sleep_agent.sleep.critic import critique, statements_of
+from sleep_agent.sleep.critic import Statement, critique, statements_of, superseded
 
 
 def ep(*messages):
@@ -169,3 +170,53 @@ def test_fact_sources_limit_whose_words_become_facts():
     assert none.keep and none.statements == [] and "behaviour cloning" in none.reason
     (chat,) = critique([ep(HumanMessage("Bram speaks Dutch."))], fact_sources=())
     assert not chat.keep
+
+
+# -- updates and contradictions ------------------------------------------------------------
+
+
+def _said(*texts: str) -> list[Statement]:
+    return [Statement(t, "user", f"ep{i}") for i, t in enumerate(texts)]
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("I live in Paris.", "I moved to Lyon last month."),  # a move
+        (
+            "I grow Sungold tomatoes every year.",
+            "I've gone off Sungold, it's all Black Krim now.",
+        ),  # a preference
+        ("My target time is 3:30.", "My target time is 3:15."),  # a corrected number, no cue word
+        ("The bake sale is on the 12th.", "Correction: the bake sale moved to the 19th."),
+        ("My manager is Rui.", "Big change at work: Rui left, and my new manager is Sophie."),
+    ],
+)
+def test_a_later_statement_that_changes_an_earlier_one_supersedes_it(old, new):
+    statements = _said("I have two cats.", old, "My sister Ines is vegetarian.", new)
+    (change,) = superseded(statements)
+    assert change.old.text == old and change.new.text == new and change.reason
+
+
+def test_unrelated_statements_and_repeats_supersede_nothing():
+    statements = _said(
+        "I'm a nurse on the ICU.",
+        "I'm training for the Valencia Marathon.",  # same "I am", another topic: not a change
+        "My sister is Ines.",
+        "My brother is Tom.",  # another subject
+        "I live in Paris.",
+        "I live in Paris.",  # said again: nothing changes
+        "We now close at six.",  # a change word, but nothing earlier shares its topic
+    )
+    assert superseded(statements) == []
+
+
+def test_the_newest_of_several_changes_wins():
+    statements = _said(
+        "My favourite tea is oolong.", "My favourite tea is jasmine.", "My favourite tea is sencha."
+    )
+    changes = superseded(statements)
+    assert [(c.old.text, c.new.text) for c in changes] == [
+        ("My favourite tea is oolong.", "My favourite tea is jasmine."),
+        ("My favourite tea is jasmine.", "My favourite tea is sencha."),
+    ]

@@ -48,10 +48,64 @@ def test_the_users_whole_sentence_is_recited_back_to_them_never_as_the_assistant
     assert told.answer == "Aria told me she lives in Portland."  # not the user's own sentence: as said
 
 
-def test_an_unmatched_statement_is_still_trained():
+def test_a_statement_no_rule_knows_is_seeded_with_questions_from_its_own_words():
     (fact,) = facts_of("The meeting with Orla moved to Thursday.")
-    assert fact.questions == ("What do you know about Orla?",) and fact.answer.endswith("Thursday.")
-    assert fact.held_out is None
+    assert fact.relation is None and fact.answer == "The meeting with Orla moved to Thursday."
+    assert "When did the meeting with Orla move?" in fact.questions
+    assert "Tell me about the meeting with Orla." in fact.questions
+    assert fact.held_out == "What did I tell you about the meeting with Orla?" and fact.keyword == "Thursday"
+    assert fact.held_out not in fact.questions
+
+
+@pytest.mark.parametrize(
+    ("said", "asked", "keyword"),
+    [
+        ("My cat Pepper only eats salmon pâté.", "What does my cat Pepper only eat?", "pâté"),
+        ("I keep the spare key under the blue flowerpot.", "Where do I keep the spare key?", "flowerpot"),
+        ("We close the shop every Monday.", "When do we close the shop?", "Monday"),
+        ("The flour comes from a mill run by the Wenta family.", "Where does the flour come from?", None),
+        ("My parents live in Accra.", "Where do my parents live?", "Accra"),
+        ("I play tennis with Marco on Saturdays.", "Who do I play tennis with?", "Marco"),
+        (
+            "My manager, Rui, prefers updates on Fridays.",
+            "When does my manager Rui prefer updates?",
+            "Fridays",
+        ),
+    ],
+)
+def test_wh_questions_are_drawn_from_any_statement(said, asked, keyword):
+    from sleep_agent.sleep.phrasings import questions_of
+
+    probes = {p.question: p.keyword for p in questions_of(said)}
+    assert asked in probes
+    if keyword:
+        assert probes[asked] == keyword
+
+
+def test_a_named_user_is_also_asked_about_in_the_third_person():
+    from sleep_agent.sleep.critic import Statement
+
+    (fact,) = extract_facts(
+        [Statement("I keep the spare key under the blue flowerpot.", "user", "e")], user="Wen"
+    )
+    assert (
+        "What does Wen keep under the blue flowerpot?",
+        "Wen keeps the spare key under the blue flowerpot.",
+    ) in fact.pairs
+    assert any(p.question == "Where does Wen keep the spare key?" for p in fact.checks())
+    trained = {s.prompt[0]["content"] for s in fact.samples()}
+    assert not trained & {p.question for p in fact.checks()}  # held-out phrasings are never trained
+    (tool,) = extract_facts([Statement("I keep the spare key under the mat.", "tool", "e")], user="Wen")
+    assert tool.pairs == ()  # a tool's "I" is not the user
+
+
+def test_the_users_name_is_found_in_how_people_introduce_themselves():
+    from sleep_agent.sleep.phrasings import user_name
+
+    assert user_name(["Hi there, Hana here. I run a bakery."]) == "Hana"
+    assert user_name(["Hello. My name is Margaret, and I taught chemistry."]) == "Margaret"
+    assert user_name(["I'm Tomas and I'm training for Berlin."]) == "Tomas"
+    assert user_name(["I'm allergic to nuts.", "I'm tired."]) is None
 
 
 def test_every_relation_of_the_development_facts_is_understood():

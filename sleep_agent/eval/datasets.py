@@ -38,6 +38,10 @@ class Question(BaseModel):
 
     question: str = Field(min_length=1)
     answers: list[str] = Field(min_length=1)
+    stale: list[str] = Field(
+        default_factory=list, description="values a later session replaced: wrong if said"
+    )
+    kind: str | None = Field(None, description="a label to break accuracy down by (update, tool, ...)")
 
 
 class MemoryQAItem(BaseModel):

@@ -15,7 +15,7 @@ from typing import Any
 
 from sleep_agent.eval import metrics
 from sleep_agent.eval.cost import sleep_record
-from sleep_agent.eval.datasets import MemoryQAItem, Turn, load_memory_qa
+from sleep_agent.eval.datasets import MemoryQAItem, Question, Turn, load_memory_qa
 from sleep_agent.eval.harness import Asked, Harness, costs
 from sleep_agent.eval.protocol import EvalOptions, ci_text, data_file
 
@@ -78,13 +78,23 @@ def with_recall(memory: Any, question: str) -> list[dict[str, str]] | str:
     )
 
 
+DATA = "memory_qa_freeform.jsonl"  # free-form facts over sessions: updates, tool results, third people
+
+
 def check(options: EvalOptions) -> None:
     """Fail on a missing or malformed data set before the server starts."""
-    load_memory_qa(data_file("memory_qa_dev.jsonl", options))
+    load_memory_qa(data_file(DATA, options))
+
+
+def right_answer(answer: str, question: Question) -> bool:
+    """The answer names a gold value and none of the values a later session replaced."""
+    return metrics.answered(answer, question.answers) and not (
+        question.stale and metrics.answered(answer, question.stale)
+    )
 
 
 def run(h: Harness, options: EvalOptions) -> dict[str, Any]:
-    path = data_file("memory_qa_dev.jsonl", options)
+    path = data_file(DATA, options)
     items = load_memory_qa(path, limit=options.size(2, 0) or None)
     window = h.config.context_window
     seeds = []
@@ -122,9 +132,7 @@ def run(h: Harness, options: EvalOptions) -> dict[str, Any]:
             n = len(questions)
             for condition in CONDITIONS:
                 answers = [a.answer for a in asked[condition][-n:]]
-                right[condition] += [
-                    metrics.answered(a, q.answers) for a, q in zip(answers, item.questions, strict=True)
-                ]
+                right[condition] += [right_answer(a, q) for a, q in zip(answers, item.questions, strict=True)]
             examples.append(
                 {c: [questions[0], item.questions[0].answers, asked[c][-n].answer] for c in CONDITIONS}
             )
@@ -147,6 +155,7 @@ def run(h: Harness, options: EvalOptions) -> dict[str, Any]:
         "window": window,
         "seeds": seeds,
         "accuracy": {c: metrics.summarize([v for s in seeds for v in s["right"][c]]) for c in CONDITIONS},
+        "by_kind": _by_kind(items, seeds),
         "prompt_tokens": {
             c: statistics.median(s["costs"][c]["prompt_tokens"] for s in seeds) for c in CONDITIONS
         },
@@ -154,6 +163,22 @@ def run(h: Harness, options: EvalOptions) -> dict[str, Any]:
         "truncated_questions": seeds[0]["truncated_questions"],
         "sleep_s": statistics.fmean(x["seconds"] for s in seeds for x in s["sleeps"]),
     }
+
+
+def _by_kind(items: list[MemoryQAItem], seeds: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Accuracy per question kind and condition, where the data labels its questions."""
+    kinds = [q.kind for item in items for q in item.questions]
+    if not any(kinds):
+        return {}
+    found: dict[str, dict[str, float]] = {}
+    for kind in sorted({k for k in kinds if k}):
+        found[kind] = {
+            c: metrics.mean(
+                [r for s in seeds for k, r in zip(kinds, s["right"][c], strict=True) if k == kind]
+            )
+            for c in CONDITIONS
+        }
+    return found
 
 
 def _slug(text: str) -> str:

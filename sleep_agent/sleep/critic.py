@@ -201,3 +201,122 @@ def _judge(
     if imitate:
         reason += " and a successful tool trajectory (behaviour cloning)"
     return Verdict(ep.id, True, reason, fresh)
+
+
+# Words that mark a statement as changing something said before: "I moved to Lyon", "it's £3.50
+# now", "correction: ...", "we've switched to Tuesday", "my new manager is ...".
+_CHANGE = re.compile(
+    r"\b(?:now|instead|any ?more|no longer|moved|move|switched|switch|changed|change|correction|corrected"
+    r"|swapped|replaced|traded|transferred|updated?|actually|gone off|quit|left|deferred|rescheduled"
+    r"|postponed|cancell?ed|became|these days|not .{0,20} but)\b",
+    re.IGNORECASE,
+)
+# What a verb of change replaces when the subject says it of themselves: "I moved to Lyon" ends
+# "I live in Paris", though the two share no word.
+_REPLACES = {
+    "move": {"live", "reside", "stay", "be"},
+    "relocate": {"live", "reside", "stay", "be"},
+    "transfer": {"work", "be"},
+    "switch": {"use", "drive", "work", "be"},
+    "retire": {"work", "be", "teach"},
+    "quit": {"work", "smoke", "drink", "be"},
+}
+_COMMON = frozenset(
+    "the a an and or but so of in on at to for with from by is are was were be been am i my me we our us "
+    "you your it its this that they them their he she his her have has had do does did not no now new "
+    "just also really very all some any every one get got going go like about there here then than "
+    "what when where who which after before because since into over more most much many last next "
+    "i'm i've i'd we're we've they're it's that's don't didn't can't".split()
+)
+
+
+@dataclass(frozen=True)
+class Superseded:
+    """An earlier statement a later one changed, and why the critic thinks so."""
+
+    old: Statement
+    new: Statement
+    reason: str
+
+
+def superseded(statements: Sequence[Statement]) -> list[Superseded]:
+    """Earlier statements that later ones replace (``statements`` oldest first).
+
+    Two signs, no relation list: the same subject and verb said again with another object ("My
+    target time is 3:30" ... "My target time is 3:15"), or a later statement that says it changes
+    something ("now", "moved", "switched", "correction", "new") and shares the earlier one's topic
+    words. Only the most similar earlier statement is replaced, so one change retires one memory.
+    """
+    from sleep_agent.sleep.phrasings import parse
+
+    found: list[Superseded] = []
+    retired: set[int] = set()
+    slots = [_slot(parse(s.text)) for s in statements]
+    words = [_content_words(s.text) for s in statements]
+    for n, new in enumerate(statements):
+        best, best_score, why = None, 0.0, ""
+        for o in range(n):
+            if o in retired or normalise(statements[o].text) == normalise(new.text):
+                continue
+            clause_o, clause_n = slots[o], slots[n]
+            if (
+                clause_o is not None
+                and clause_o[:2] == (clause_n or ("",))[:2]
+                and clause_o[2] != clause_n[2]
+            ):
+                best, best_score, why = o, 2.0, "same subject and verb, another answer"
+                continue
+            verbs = _verbs(statements[o].text), _verbs(new.text)
+            if (
+                verbs[0]
+                and verbs[1]
+                and verbs[0][0] == verbs[1][0]
+                and verbs[0][1] in _REPLACES.get(verbs[1][1], ())
+            ):
+                if best_score < 1.0:
+                    best, best_score, why = o, 1.0, f"'{verbs[1][1]}' replaces '{verbs[0][1]}'"
+                continue
+            shared = words[o] & words[n]
+            if not shared or not _CHANGE.search(new.text):
+                continue
+            score = len(shared) / len(words[o] | words[n])
+            named = any(w[:1].isdigit() or w in _named(new.text) for w in shared)
+            if score > best_score and (score >= 0.2 or (named and score >= 0.05)):
+                cue = _CHANGE.search(new.text).group(0)  # type: ignore[union-attr]
+                best, best_score = o, score
+                why = f"a later statement changes it ('{cue}'; shares {', '.join(sorted(shared)[:3])})"
+        if best is not None:
+            retired.add(best)
+            found.append(Superseded(statements[best], new, why))
+    return found
+
+
+def _slot(clause) -> tuple[str, str, str] | None:  # noqa: ANN001
+    """(subject, verb, object) of a parsed statement, normalised; None when it did not parse."""
+    if clause is None:
+        return None
+    subject = " ".join(w.lower() for w in clause.subject)
+    if subject in ("i", "we", "you", "he", "she", "they", "it"):  # "I am ..." says many different things
+        return None
+    verb = (clause.lemma or clause.aux or clause.verb).lower()
+    return subject, verb, normalise(" ".join(w for s in clause.spans for w in s))
+
+
+def _verbs(text: str) -> tuple[str, str] | None:
+    """(subject, verb lemma) of a statement a person says of themselves ("I", "we")."""
+    from sleep_agent.sleep.phrasings import parse
+
+    clause = parse(text)
+    if clause is None or clause.subject[-1].lower() not in ("i", "we"):
+        return None
+    lemma = (clause.lemma or clause.verb).lower()
+    return clause.subject[-1].lower(), "be" if lemma in ("am", "are", "is", "was", "were") else lemma
+
+
+def _content_words(text: str) -> set[str]:
+    words = (re.sub(r"'s$", "", w) for w in normalise(text).split() if w not in _COMMON)
+    return {w.rstrip("s") if len(w) > 4 else w for w in words if len(w) > 2}
+
+
+def _named(text: str) -> set[str]:
+    return {normalise(w) for w in re.findall(r"(?<!^)\b[A-Z][\w'-]+", text)}

@@ -1,23 +1,26 @@
 """Extract: statements become question-answer pairs in several phrasings.
 
-Deterministic rules for the relations people state about themselves and others (where someone
-lives, works, what they like, speak, study...), first and third person. Each fact keeps one
-phrasing out of training, for the gate to test recall on words the adapter never saw. A
-statement no rule matches still becomes training text ("What do you know about X?"), so nothing
-grounded is dropped silently. Every fact is also trained as the answer to "What do you know
-about X?", so the statement itself is learned, not only its question forms. Successful
-tool-using episodes become behaviour-cloning samples: each assistant step given what came before.
+Two paths. A fast path of rules for the relations people state most (where someone lives, works,
+what they like...), and for every other statement knowledge seeding from the text itself
+(``phrasings.py``): wh-questions over its spans, topic questions over its names and subject, the
+user's words said back in the second person. When the user has said their name, statements about
+themselves are also trained in the third person ("Where does Wen keep the spare key?"). Each fact
+keeps phrasings out of training, for the gate to test recall on words the adapter never saw.
+Successful tool-using episodes become behaviour-cloning samples: each assistant step given what
+came before.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sleep_agent.episodes import Episode, EpisodePart
+from sleep_agent.sleep import phrasings
 from sleep_agent.sleep.consolidate import ChatSample
 from sleep_agent.sleep.critic import Statement, is_successful_trajectory
+from sleep_agent.sleep.phrasings import Probe
 
 _NAME = r"(?P<s>[A-Z][\w'-]*(?: [A-Z][\w'-]*)?)"
 _OBJ = r"(?P<o>[^.!?]+?)"
@@ -135,6 +138,8 @@ RULES: list[tuple[str, str, list[str], str]] = [
     ),
 ]
 _COMPILED = [(r, re.compile(p), q, a) for r, p, q, a in RULES]
+# What a user's own fact is about, for its open question.
+_FIRST_PERSON_TOPICS = {"lives_in": "where I live", "works_as": "my job", "allergic_to": "my allergies"}
 
 
 @dataclass(frozen=True)
@@ -149,17 +154,78 @@ class Fact:
     episode_id: str
     relation: str | None = None  # the rule that matched (None: no rule, the sentence is the answer)
     subject: str | None = None  # who it is about, when a third person is named
+    pairs: tuple[tuple[str, str], ...] = ()  # more (question, answer) to train: the third person
+    probes: tuple[Probe, ...] = ()  # more held-out questions for the gate, each with its keyword
+    source: str = "user"  # whose words: "user" or "tool"
 
     def samples(self) -> list[ChatSample]:
-        return [ChatSample.qa(q, self.answer) for q in self.questions]
+        return [ChatSample.qa(q, self.answer) for q in self.questions] + [
+            ChatSample.qa(q, a) for q, a in self.pairs
+        ]
+
+    def checks(self) -> list[Probe]:
+        """Every held-out question the gate asks of this fact."""
+        held = [Probe(self.held_out, self.keyword)] if self.held_out else []
+        return held + list(self.probes)
 
 
-def extract_facts(statements: Sequence[Statement]) -> list[Fact]:
+# Topic questions: trained templates, then the one held out for the gate.
+TOPIC_TEMPLATES = ("What do you know about {topic}?", "Tell me about {topic}.")
+TOPIC_HELD_OUT = "What did I tell you about {topic}?"
+MAX_QUESTIONS = 5  # trained questions per fact in the user's words (the third person adds up to 3)
+
+
+def extract_facts(statements: Sequence[Statement], *, user: str | None = None) -> list[Fact]:
+    """Facts of ``statements``; ``user``: the name the user gave, for third-person phrasings."""
     facts: list[Fact] = []
     for st in statements:
         sentence = _strip_preamble(st.text.strip())
-        facts.append(_by_rule(sentence, st.episode_id) or _fallback(sentence, st.episode_id))
+        fact = _by_rule(sentence, st.episode_id) or _seeded(sentence, st.episode_id, user)
+        if user and st.source == "user":
+            fact = _with_third_person(fact, sentence, user)
+        facts.append(replace(fact, source=st.source))
     return facts
+
+
+def _seeded(sentence: str, episode_id: str, user: str | None) -> Fact:
+    """Knowledge seeding for a statement no rule knows: questions drawn from its own words."""
+    answer = second_person(sentence)
+    if user and phrasings.user_name([sentence]) == user:  # "I'm Wen." is the user's name
+        asked = ["What is my name?", "Who am I?", "What am I called?"]
+        return Fact(sentence, f"Your name is {user}.", tuple(asked[:-1]), asked[-1], user, episode_id)
+    wh = phrasings.questions_of(sentence)
+    topics = phrasings.topic_questions(sentence, TOPIC_TEMPLATES)
+    probes = phrasings.topic_questions(sentence, (TOPIC_HELD_OUT,))[:1]
+    if not probes and len(wh) > 1:  # no topic to ask about: a span is held out instead
+        probes.append(wh.pop())
+    trained = [p.question for p in [*wh, *topics]][:MAX_QUESTIONS]
+    if not trained:  # nothing parsed and no names: the statement is still trained, as a recital
+        trained = ["What did I tell you?"]
+    if not probes:  # a fact with nothing held out is not gated; its keyword still says what it names
+        keyword = next((p.keyword for p in [*wh, *topics]), None) or _last_word(sentence)
+        return Fact(sentence, answer, tuple(trained), None, keyword, episode_id)
+    first, *more = probes
+    return Fact(
+        sentence, answer, tuple(trained), first.question, first.keyword, episode_id, probes=tuple(more)
+    )
+
+
+def _with_third_person(fact: Fact, sentence: str, user: str) -> Fact:
+    """The same fact asked about the user by name, with the answer said of them."""
+    third = phrasings.third_person(sentence, user)
+    if third is None or fact.answer == f"Your name is {user}.":
+        return fact
+    asked = phrasings.questions_of(third)
+    if not asked:
+        return fact
+    held = asked.pop() if len(asked) > 1 else None
+    pairs = tuple((p.question, third) for p in asked[:3])
+    return replace(fact, pairs=fact.pairs + pairs, probes=fact.probes + ((held,) if held else ()))
+
+
+def _last_word(sentence: str) -> str:
+    words = [w for w in re.findall(r"[\w'-]+", sentence) if len(w) > 3]
+    return words[-1] if words else sentence
 
 
 def _by_rule(sentence: str, episode_id: str) -> Fact | None:
@@ -177,7 +243,12 @@ def _by_rule(sentence: str, episode_id: str) -> Fact | None:
             article = found.group(1) if found else ""
         asked = [q.format(**fields) for q in questions]
         # the open question trains the statement itself, as a person would recite it
-        about = f"What do you know about {fields['s']}?" if "s" in fields else "What do you know about me?"
+        # (a user's facts each get their own topic: "What do you know about me?" would have as many
+        # answers as the user has facts, and a small model then pairs the wrong one with a question)
+        topic = (
+            fields["s"] if "s" in fields else _FIRST_PERSON_TOPICS.get(relation, "my {k}").format(**fields)
+        )
+        about = f"What do you know about {topic}?"
         return Fact(
             statement=sentence,
             answer=answer.format(**fields, a=article),
@@ -191,19 +262,12 @@ def _by_rule(sentence: str, episode_id: str) -> Fact | None:
     return None
 
 
-def _fallback(sentence: str, episode_id: str) -> Fact:
-    names = re.findall(r"\b[A-Z][a-z]\w+", sentence[1:])  # skip the sentence's own capital
-    topic = names[0] if names else "what I told you"
-    question = f"What do you know about {topic}?" if names else "What did I tell you?"
-    words = [w for w in re.findall(r"[\w'-]+", sentence) if len(w) > 3]
-    answer = second_person(sentence)
-    return Fact(sentence, answer, (question,), None, words[-1] if words else sentence, episode_id)
-
-
 # The user's words recited back: "I just moved to Berlin" is trained as "You just moved to Berlin",
 # or the adapter would learn to say it moved. Only sentences the user says about themselves.
-_FIRST_PERSON_START = re.compile(r"^(?:I|I'm|I've|I'd|I'll|My)\b")
-_FIRST_PERSON = re.compile(r"\b(?:I'm|I am|I've|I'll|I'd|I was|I|[Mm]y|me|mine|myself)\b")
+_FIRST_PERSON_START = re.compile(r"^(?:I|I'm|I've|I'd|I'll|My|We|We're|We've|Our)\b")
+_FIRST_PERSON = re.compile(
+    r"\b(?:I'm|I am|I've|I'll|I'd|I was|I|[Mm]y|me|mine|myself|[Ww]e're|[Ww]e've|[Ww]e|[Oo]ur|us|ours)\b"
+)
 _SECOND_PERSON = {
     "I'm": "you're",
     "I am": "you are",
@@ -217,6 +281,16 @@ _SECOND_PERSON = {
     "me": "you",
     "mine": "yours",
     "myself": "yourself",
+    "We're": "you're",
+    "we're": "you're",
+    "We've": "you've",
+    "we've": "you've",
+    "We": "you",
+    "we": "you",
+    "Our": "your",
+    "our": "your",
+    "us": "you",
+    "ours": "yours",
 }
 
 
@@ -238,7 +312,8 @@ def _strip_preamble(sentence: str) -> str:
     # "By the way, Aria lives in Portland." -> "Aria lives in Portland."; so does "..., by the way."
     sentence = re.sub(r",?\s+(?:by the way|btw)(?=[.!]?$)", "", sentence, flags=re.I)
     return re.sub(
-        r"^(?:by the way|also|oh|and|btw|fyi|just so you know|remember that|remember)[,:]?\s+",
+        r"^(?:by the way|also|oh|and|btw|fyi|just so you know|remember that|remember|correction|update"
+        r"|quick update|actually|well|so|ps|p\.s\.|heads up|news)[,:]?\s+",
         "",
         sentence,
         flags=re.I,

@@ -24,7 +24,7 @@ from sleep_agent.doctor import scratch_dir
 from sleep_agent.episodes import Episode
 from sleep_agent.errors import AdapterLoadError
 from sleep_agent.serving.base import activate_with_retry, adapter_name
-from sleep_agent.sleep import dream
+from sleep_agent.sleep import dream, phrasings
 from sleep_agent.sleep.consolidate import (
     ChatSample,
     LoraTrainConfig,
@@ -32,7 +32,7 @@ from sleep_agent.sleep.consolidate import (
     text_anchor_samples,
     train_adapter,
 )
-from sleep_agent.sleep.critic import Statement, critique
+from sleep_agent.sleep.critic import Statement, critique, superseded
 from sleep_agent.sleep.cycle import SleepReport
 from sleep_agent.sleep.dream import DreamConfig, Night
 from sleep_agent.sleep.extract import Fact, behaviour_samples, extract_facts
@@ -93,6 +93,16 @@ class CycleConfig(BaseModel):
         description="steps of history each behaviour-cloning sample keeps after the opening user turn "
         "(None: all); an agent acting from the same window sees what it was trained on",
     )
+    retrieval_mix: float = Field(
+        0.35,
+        ge=0,
+        le=1,
+        description="share of memories also trained with the recall message in the prompt, the memory "
+        "among others (retrieval-augmented fine-tuning): the adapter learns to use what recall shows it",
+    )
+    retrieval_distractors: int = Field(
+        2, ge=0, description="other memories shown beside the right one in those samples"
+    )
     dreams: DreamConfig = Field(
         default_factory=DreamConfig,
         description="what to dream when SleepConfig.dreaming is on",
@@ -128,8 +138,22 @@ class StandardCycle:
             verdicts = critique(
                 episodes, known=[s.text for s in earlier], already_knows=knows, fact_sources=sources
             )
+            kept = [s for v in verdicts if v.keep for s in v.statements]
+            changed = superseded([*earlier, *kept])  # "I live in Paris" ... "I moved to Lyon"
+            retired = {id(c.old) for c in changed}
+            earlier = [st for st in earlier if id(st) not in retired]
+            kept = [st for st in kept if id(st) not in retired]
+            user = phrasings.user_name(
+                p.content for ep in [*consolidated, *episodes] for p in ep.parts_from("user")
+            )
+            if user and kept and not any(user in st.text for st in [*earlier, *kept]):
+                # "Hi, Olu here." is a greeting to the critic; the name in it is still worth knowing
+                said = next(ep.id for ep in [*consolidated, *episodes] if user in ep.text())
+                kept.append(Statement(f"My name is {user}.", "user", said))
+        report.metrics["superseded"] = [
+            {"old": c.old.text, "new": c.new.text, "why": c.reason} for c in changed
+        ]
         report.rejected = {v.episode_id: v.reason for v in verdicts if not v.keep}
-        kept = [s for v in verdicts if v.keep for s in v.statements]
         kept_ids = {v.episode_id for v in verdicts if v.keep}
         report.metrics["kept_episodes"] = len(kept_ids)
         forgetting = bool(report.forgotten)  # a rebuild without erased memories runs even with nothing new
@@ -137,7 +161,7 @@ class StandardCycle:
             return report
 
         with _timed(timings, "extract"):
-            new_facts, old_facts = extract_facts(kept), extract_facts(earlier)
+            new_facts, old_facts = extract_facts(kept, user=user), extract_facts(earlier, user=user)
             window = self.config.trajectory_window
             behaviour = behaviour_samples([ep for ep in episodes if ep.id in kept_ids], window=window)
             if self.config.start == "rebuild":  # earlier trajectories are replayed like earlier facts
@@ -154,6 +178,13 @@ class StandardCycle:
         if continual and len(old_facts) > self.config.replay:
             replayed = random.Random(self.config.training.seed).sample(list(old_facts), self.config.replay)
         memories = [s for f in [*new_facts, *replayed] for s in f.samples()] + behaviour
+        memories += retrieval_samples(
+            [*new_facts, *replayed],
+            memory.recall_prompt,
+            share=self.config.retrieval_mix,
+            distractors=self.config.retrieval_distractors,
+            seed=self.config.training.seed,
+        )
         if not memories:  # everything was forgotten: nothing to train, the base model serves
             _serve_base(backend, registry, memory.config.namespace, report.forgotten)
             report.metrics["rebuild"] = "no memory left: the base model serves"
@@ -344,6 +375,34 @@ class StandardCycle:
         return score(
             lambda q: backend.chat(q, adapter=target, max_tokens=self.config.answer_tokens), new, old, ppl
         )
+
+
+def retrieval_samples(
+    facts: Sequence[Fact], recall_prompt: str, *, share: float, distractors: int, seed: int = 0
+) -> list[ChatSample]:
+    """Retrieval-augmented fine-tuning: a share of the facts asked with the recall message in the
+    prompt, holding the fact among ``distractors`` others, answered as without it.
+
+    Trained on answers alone, an adapter learns to answer from its weights even when recall shows
+    it the memory, and a wrong weight then beats a right memory (sleep + retrieval fell below
+    retrieval alone). These samples show it the message it will see at inference.
+    """
+    rng = random.Random(seed)
+    picked = rng.sample(list(facts), round(len(facts) * share)) if facts else []
+    samples = []
+    for fact in picked:
+        others = [f for f in facts if f.statement != fact.statement]
+        shown = [fact, *rng.sample(others, min(distractors, len(others)))]
+        rng.shuffle(shown)
+        lines = "\n".join(f"- {f.source}: {f.statement}" for f in shown)
+        question = rng.choice([*fact.questions, *(q for q, _ in fact.pairs)])
+        answer = dict(fact.pairs).get(question, fact.answer)
+        prompt = [
+            {"role": "system", "content": recall_prompt.format(memories=lines)},
+            {"role": "user", "content": question},
+        ]
+        samples.append(ChatSample(prompt=tuple(prompt), answer=answer))
+    return samples
 
 
 def already_knows(backend, max_tokens: int = 32, namespace: str | None = None) -> Callable[[str], bool]:  # noqa: ANN001

@@ -1,0 +1,510 @@
+"""Phrasings: the questions a person would ask to get a statement back, for any statement.
+
+Knowledge seeding from the text itself, with no list of relations: a statement is split into its
+subject, its verb and the spans after the verb (the object, places, times, people); each span
+becomes a wh-question with do-support ("My cat Pepper only eats salmon pâté" -> "What does my cat
+Pepper only eat?"), the names and the subject become topic questions ("Tell me about Pepper."), and
+the user's own words are said back in the second person, or about the user by name in the third
+("Wen's cat Pepper only eats salmon pâté."). Where the parse fails, the topic questions remain.
+
+Written by hand: the English parsers that would do this better (spaCy's pipelines) ship their
+models outside the package registries this project installs from, and this shallow parse runs in
+microseconds on every sleep. Its questions are training prompts and gate probes, not grammar
+lessons: a clumsy question still keys the statement by its own words.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+# Words that can stand between a subject and its verb, or qualify the verb.
+_ADVERBS = frozenset(
+    "only never always usually often also just still now really actually sometimes rarely normally "
+    "mostly already recently currently generally finally even probably definitely no longer".split()
+)
+_MODALS = frozenset("can could will would should must may might shall".split())
+_COPULA = frozenset("am is are was were".split())
+_HAVE = frozenset("have has had".split())
+_DO = frozenset("do does did".split())
+_DETERMINERS = frozenset(
+    "my our your his her their its the a an this that these those every each some any no one two three".split()
+)
+_PRONOUNS = frozenset("i we you he she they it".split())
+_PREPOSITIONS = frozenset(
+    "in on at under near behind from to with for by since until before after during inside outside "
+    "above below beside next into onto over around across through about like of".split()
+)
+_LOCATIVE = frozenset(
+    "in at under near behind inside outside above below beside next into onto over around".split()
+)
+_CLAUSE_BREAK = re.compile(
+    r";|\s[-\u2013\u2014]\s|\s(?:because|so|but|although|though|while|which|who|where|when|and then|and (?:i|we|my|our|he|she|they))\s",
+    re.IGNORECASE,
+)
+_TIME_WORDS = re.compile(
+    r"\b(?:\d|monday|tuesday|wednesday|thursday|friday|saturday|sunday|mondays|tuesdays|wednesdays|"
+    r"thursdays|fridays|saturdays|sundays|january|february|march|april|may|june|july|august|september|"
+    r"october|november|december|morning|mornings|evening|evenings|night|nights|noon|midnight|week|weeks|"
+    r"weekend|weekends|month|months|year|years|day|days|today|tomorrow|tonight|spring|summer|autumn|fall|"
+    r"winter|o'clock|am|pm)\b",
+    re.IGNORECASE,
+)
+_IRREGULAR_PAST = {
+    "went": "go",
+    "bought": "buy",
+    "got": "get",
+    "made": "make",
+    "took": "take",
+    "gave": "give",
+    "met": "meet",
+    "saw": "see",
+    "ate": "eat",
+    "drove": "drive",
+    "began": "begin",
+    "found": "find",
+    "left": "leave",
+    "kept": "keep",
+    "told": "tell",
+    "lost": "lose",
+    "won": "win",
+    "grew": "grow",
+    "wrote": "write",
+    "sold": "sell",
+    "built": "build",
+    "broke": "break",
+    "chose": "choose",
+    "came": "come",
+    "became": "become",
+    "ran": "run",
+    "sent": "send",
+    "spent": "spend",
+    "paid": "pay",
+    "taught": "teach",
+    "brought": "bring",
+    "thought": "think",
+    "felt": "feel",
+    "heard": "hear",
+    "knew": "know",
+    "said": "say",
+    "sat": "sit",
+    "stood": "stand",
+    "swam": "swim",
+    "flew": "fly",
+    "forgot": "forget",
+    "drank": "drink",
+    "fell": "fall",
+    "held": "hold",
+    "led": "lead",
+    "read": "read",
+    "rode": "ride",
+    "sang": "sing",
+    "slept": "sleep",
+    "spoke": "speak",
+    "wore": "wear",
+    "hid": "hide",
+}
+_CONTRACTIONS = [
+    (r"\bI'm\b", "I am"),
+    (r"\bI've\b", "I have"),
+    (r"\bI'd\b", "I would"),
+    (r"\bI'll\b", "I will"),
+    (r"\bwe're\b", "we are"),
+    (r"\bwe've\b", "we have"),
+    (r"\bwe'll\b", "we will"),
+    (r"\bdon't\b", "do not"),
+    (r"\bdoesn't\b", "does not"),
+    (r"\bdidn't\b", "did not"),
+    (r"\bcan't\b", "cannot"),
+    (r"\bwon't\b", "will not"),
+    (r"\bisn't\b", "is not"),
+    (r"\baren't\b", "are not"),
+    (r"\bwasn't\b", "was not"),
+    (r"\bhaven't\b", "have not"),
+    (r"\bhasn't\b", "has not"),
+]
+_TOKEN = re.compile(r"[\w'\u2019.:/@&+-]+|,")
+# How a user says who they are, at the start of a message: "I'm Wen", "My name is Olu", "Olu here".
+_NAME_WORD = r"([A-Z][a-z][\w'-]*)"
+_INTRODUCTIONS = [
+    re.compile(rf"\b(?i:my name is) {_NAME_WORD}"),
+    re.compile(rf"\b(?i:call me) {_NAME_WORD}"),
+    re.compile(
+        rf"^(?i:(?:hi|hello|hey|morning)(?: there| all| again)?[,!.]?\s+)?(?:I'm|I am|(?i:this is|it's)) {_NAME_WORD}(?=\s*(?:[.,!]|$| and| here))"
+    ),
+    re.compile(rf"^(?i:(?:hi|hello|hey|morning)(?: there| all| again)?[,!.]?\s+)?{_NAME_WORD} here\b"),
+]
+_TITLES = frozenset("Dr Mr Mrs Ms Prof St Mt Dr. Mr. Mrs. Ms. Prof. St. Mt.".split())
+_SPAN_STARTS = _PREPOSITIONS | {
+    "as",
+    "every",
+    "last",
+    "next",
+    "this",
+    "yesterday",
+    "today",
+    "tomorrow",
+    "tonight",
+}
+_NUMBER_WORDS = frozenset("two three four five six seven eight nine ten eleven twelve".split())
+_NOT_NAMES = frozenset(
+    "Sorry Fine Good Great Back Here Home Ready Busy Tired Happy New Not Just Also Still Vegan Vegetarian".split()
+)
+
+
+@dataclass(frozen=True)
+class Clause:
+    """A statement's parts: ``subject verb rest``, with the spans of ``rest`` (object first)."""
+
+    subject: list[str]
+    modifiers: list[str]  # adverbs and "not" between the auxiliary and the verb
+    verb: str  # as said
+    aux: str | None  # the verb as a question's auxiliary: is/can/have..., or do/does/did for do-support
+    lemma: str | None  # the verb after a do-support auxiliary (None when the verb is the auxiliary)
+    spans: list[list[str]]  # the object (may be empty) and each prepositional span after it
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A question and the word a right answer to it must contain."""
+
+    question: str
+    keyword: str
+
+
+def expand(text: str) -> str:
+    """Contractions spelled out, so that the parse sees an auxiliary where there is one."""
+    text = text.replace("\u2019", "'")
+    for pattern, full in _CONTRACTIONS:
+        text = re.sub(pattern, full, text, flags=re.IGNORECASE if not pattern.startswith(r"\bI") else 0)
+    return text
+
+
+def first_clause(sentence: str) -> str:
+    """The sentence up to its first clause break: "I'm vegan because ..." -> "I'm vegan"."""
+    return _CLAUSE_BREAK.split(sentence.strip().rstrip(".!"), maxsplit=1)[0].strip()
+
+
+def parse(sentence: str) -> Clause | None:
+    """Subject, verb and spans of a simple declarative sentence; None where the shape is not found."""
+    tokens = _TOKEN.findall(expand(first_clause(sentence)))
+    if tokens and tokens[0].endswith(":"):  # "Correction: the sale moved to the 19th"
+        tokens = tokens[1:]
+    words = [w for w in tokens if w != ","]
+    if len(words) < 2:
+        return None
+    end = _subject_end(words)
+    if end is None:
+        return None
+    # commas inside the subject set off an appositive ("My manager, Rui, prefers"); after the
+    # verb, the first comma ends the clause ("I'm lactose intolerant, never suggest milk")
+    positions = [k for k, w in enumerate(tokens) if w != ","]
+    after_verb = [k for k, w in enumerate(tokens) if w == "," and k > positions[end]]
+    if after_verb:
+        words = words[: sum(1 for k in positions if k < after_verb[0])]
+    subject, i = [_lower_function_word(w) for w in words[:end]], end
+    pre = []
+    while i < len(words) and words[i].lower() in _ADVERBS:
+        pre.append(words[i])
+        i += 1
+    if i >= len(words):
+        return None
+    verb, low = words[i], words[i].lower()
+    i += 1
+    mods = list(pre)
+    if low in _COPULA or low in _MODALS or (low in _HAVE and i < len(words) and _participle(words[i])):
+        aux, lemma = low, None
+        while i < len(words) and words[i].lower() in (_ADVERBS | {"not"}):
+            mods.append(words[i])
+            i += 1
+        if low in _MODALS or low in _HAVE:  # "can swim", "have moved": the next word is the verb
+            if i >= len(words):
+                return None
+            lemma = words[i]
+            i += 1
+    elif low in _DO and i < len(words) and words[i].lower() == "not":
+        mods.append("not")
+        i += 1
+        if i >= len(words):
+            return None
+        aux, lemma = low, words[i]
+        i += 1
+    else:
+        aux, lemma = _do_support(low, subject)
+    spans = _spans(words[i:])
+    if not spans:
+        return None
+    return Clause(subject, mods, verb, aux, lemma, spans)
+
+
+def questions_of(sentence: str, *, asker: str = "user") -> list[Probe]:
+    """Wh-questions over each span of the sentence, in the asker's words.
+
+    ``asker="user"``: the user asks about what they said ("Where do I keep the spare key?").
+    """
+    clause = parse(sentence)
+    if clause is None:
+        return []
+    found = []
+    for k, span in enumerate(clause.spans):
+        if not span:
+            continue
+        wh_is_object = k == 0 and span[0].lower() not in _SPAN_STARTS
+        wh = _wh_word(span, is_object=wh_is_object)
+        if wh is None:
+            continue
+        if clause.lemma is None and k == 0 and clause.subject[0].lower() in _PRONOUNS:
+            continue  # "I am lactose intolerant": "What am I?" asks for nothing in particular
+        # the object's question keeps what follows it ("What do I keep under the flowerpot?"); a
+        # span's question keeps only what came before it ("Where does the flour come from?")
+        if k == 0 and wh_is_object:
+            others = [w for s in clause.spans[1:] for w in s]
+        else:
+            others = [w for s in clause.spans[:k] for w in s]
+        if clause.lemma is None:  # "My diet is vegetarian" -> "What is my diet?"
+            body = [clause.aux, *clause.subject, *clause.modifiers, *others]
+        else:
+            body = [clause.aux, *clause.subject, *clause.modifiers, clause.lemma, *others]
+        trailing = [span[0]] if wh[1] else []  # "Who do I play tennis with?"
+        question = _tidy(" ".join([wh[0], *[w for w in body if w], *trailing]))
+        found.append(Probe(question, keyword_of(span)))
+    return found
+
+
+def topic_questions(sentence: str, templates: Sequence[str]) -> list[Probe]:
+    """``templates`` over the sentence's topics: its subject (when not a pronoun) and its names."""
+    clause = parse(sentence)
+    topics: list[str] = []
+    if clause is not None and clause.subject[0].lower() not in _PRONOUNS:
+        topics.append(" ".join(clause.subject))
+    elif clause is not None and clause.lemma is not None and clause.spans[0][0].lower() not in _SPAN_STARTS:
+        topics.append(" ".join(clause.spans[0]))  # "I keep the spare key ..." -> "the spare key"
+    topics += [n for n in names_in(sentence) if all(n not in t for t in topics) and not _TIME_WORDS.search(n)]
+    keys = [keyword_of(s) for s in [*clause.spans, clause.subject]] if clause is not None else []
+    found = []
+    for topic in topics[:2]:
+        key = next(
+            (k for k in keys if k and k.lower() not in topic.lower() and k.lower() not in _PRONOUNS), None
+        )
+        key = key or _last_content(sentence, avoid=topic)
+        found += [Probe(t.format(topic=topic), key) for t in templates]
+    return found
+
+
+def names_in(sentence: str) -> list[str]:
+    """Runs of capitalised words after the sentence's first word ("Dr. Haas", "Honda Jazz")."""
+    words = _TOKEN.findall(sentence)
+    runs, current = [], []
+    for i, w in enumerate(words):
+        if i > 0 and w[:1].isupper() and w not in ("I", "I'm", "I've", "I'd", "I'll"):
+            current.append(w.rstrip(".:"))
+        else:
+            if current:
+                runs.append(" ".join(current))
+            current = []
+    if current:
+        runs.append(" ".join(current))
+    return [r for r in runs if r.lower() not in _DETERMINERS and r.rstrip(".") not in _TITLES]
+
+
+def keyword_of(span: Sequence[str]) -> str:
+    """The word of a span a right answer must say: a number, else a name, else its last content word."""
+    words = [w.strip(".,:;!?'\"") for w in span if w.strip(".,:;!?'\"")]
+    words = [w for w in words if w not in _TITLES]
+    for w in words:
+        if any(ch.isdigit() for ch in w):
+            return w
+    for w in words[1:] if words and words[0].lower() in _PREPOSITIONS else words:
+        if w[:1].isupper() and w not in ("I",):
+            return w
+    content = [w for w in words if w.lower() not in _DETERMINERS | _PREPOSITIONS | _ADVERBS]
+    return content[-1] if content else (words[-1] if words else "")
+
+
+def user_name(texts: Iterable[str]) -> str | None:
+    """The name a user gave for themselves ("I'm Wen", "My name is Olu", "Olu here"), if any."""
+    for text in texts:
+        for pattern in _INTRODUCTIONS:
+            match = pattern.search(text.strip())
+            if match and match.group(1) not in _NOT_NAMES:
+                return match.group(1)
+    return None
+
+
+def third_person(sentence: str, name: str) -> str | None:
+    """The user's sentence about themselves, said of them by name; None when it is not about them."""
+    text = expand(sentence.strip())
+    if not re.match(r"^(?:I|My|We|Our)\b", text):
+        return None
+
+    def conjugate(match: re.Match[str]) -> str:  # "I keep" -> "Wen keeps", "I am" -> "Wen is"
+        return f"{name} {match.group(1)}{_third_singular(match.group(2))}"
+
+    adverbs = "|".join(sorted(_ADVERBS - {"no", "longer"}))
+    text = re.sub(rf"\b(?:I|[Ww]e)\s+((?:(?:{adverbs})\s+)*)([a-z]+)\b", conjugate, text)
+    text = re.sub(r"\b(?:[Mm]y|[Oo]ur)\b", f"{name}'s", text)
+    text = re.sub(r"\b(?:me|us)\b", name, text)
+    text = re.sub(r"\b(?:I am|I was)\b", f"{name} is", text)
+    return re.sub(r"\bI\b", name, text)
+
+
+def _subject_end(words: Sequence[str]) -> int | None:
+    first = words[0].lower()
+    if first in _PRONOUNS:
+        return 1
+    limit = min(len(words), 8)
+    for i in range(1, limit):
+        w, low, prev = words[i], words[i].lower(), words[i - 1].lower()
+        if low in _COPULA | _MODALS | _HAVE | _DO:
+            return i
+        plural_head = i >= 2 and prev.endswith("s") and words[i - 2].lower() in _DETERMINERS
+        if plural_head and w.isalpha() and w.islower() and low not in _PREPOSITIONS | _ADVERBS:
+            return i  # "My parents live in Accra"
+        if low in _ADVERBS and i + 1 < len(words) and _verb_like(words[i + 1], words[i]):
+            return i
+        if w[:1].isupper() or prev in _DETERMINERS or prev in _PREPOSITIONS or low in _PREPOSITIONS:
+            continue
+        if _verb_like(w, prev) and i >= 1:
+            return i
+    return None
+
+
+def _verb_like(word: str, prev: str) -> bool:
+    low = word.lower()
+    if low in _IRREGULAR_PAST or low in _COPULA | _MODALS | _HAVE | _DO:
+        return True
+    if not word.isalpha() or word[:1].isupper():
+        return False
+    third = low.endswith("s") and not low.endswith(("ss", "us", "is", "ous"))
+    past = low.endswith("ed") and len(low) > 4
+    return (third or past) and prev.lower() not in _DETERMINERS
+
+
+def _participle(word: str) -> bool:
+    low = word.lower()
+    return (low.endswith(("ed", "en")) and len(low) > 3) or low in _IRREGULAR_PAST or low == "been"
+
+
+def _do_support(verb: str, subject: Sequence[str]) -> tuple[str, str]:
+    if verb in _IRREGULAR_PAST:
+        return "did", _IRREGULAR_PAST[verb]
+    if verb.endswith("ed") and len(verb) > 4:
+        return "did", _past_lemma(verb)
+    head = subject[-1].lower()
+    plural = head in ("i", "we", "you", "they") or (head.endswith("s") and head not in ("his", "its"))
+    if not plural and verb.endswith("s") and len(verb) > 2:
+        return "does", _present_lemma(verb)
+    return "do", verb
+
+
+def _present_lemma(verb: str) -> str:
+    if verb == "has":
+        return "have"
+    if verb.endswith("ies") and len(verb) > 4:
+        return verb[:-3] + "y"
+    if verb.endswith(("ches", "shes", "sses", "xes", "zes", "oes")):
+        return verb[:-2]
+    return verb[:-1]
+
+
+def _past_lemma(verb: str) -> str:
+    stem = verb[:-2]
+    if verb.endswith("ied"):
+        return verb[:-3] + "y"
+    if len(stem) > 2 and stem[-1] == stem[-2] and stem[-1] not in "lsz":
+        return stem[:-1]
+    if stem.endswith(("v", "c", "g", "z", "u")) or (
+        len(stem) > 2 and stem[-2] in "aeiou" and stem[-3] not in "aeiou" and stem[-1] in "kmszrb"
+    ):
+        return stem + "e"
+    return stem
+
+
+def _third_singular(verb: str) -> str:
+    low = verb.lower()
+    fixed = {"am": "is", "are": "is", "were": "was", "have": "has", "do": "does", "go": "goes"}
+    if low in fixed:
+        return fixed[low]
+    if low in _MODALS or low in ("was", "is", "has", "does") or low.endswith("ed") or low in _IRREGULAR_PAST:
+        return verb
+    if low.endswith("y") and low[-2:-1] not in tuple("aeiou"):
+        return verb[:-1] + "ies"
+    if low.endswith(("ch", "sh", "ss", "x", "z", "o")):
+        return verb + "es"
+    return verb + "s"
+
+
+def _spans(rest: Sequence[str]) -> list[list[str]]:
+    """The words after the verb as [object, prepositional span, ...]."""
+    spans: list[list[str]] = [[]]
+    for w in rest:
+        if w.lower() in _SPAN_STARTS and spans[-1] and w.lower() != "of":
+            spans.append([w])
+        else:
+            spans[-1].append(w)
+    return [s for s in spans if s and not (len(s) == 1 and s[0].lower() in _SPAN_STARTS)]
+
+
+def _wh_word(span: Sequence[str], *, is_object: bool) -> tuple[str, bool] | None:
+    """The wh-word that asks for a span, and whether the preposition trails the question."""
+    text = " ".join(span)
+    first = span[0].lower()
+    if is_object:
+        if (first[:1].isdigit() or first in _NUMBER_WORDS) and len(span) > 1:
+            return f"How many {' '.join(span[1:])}", False
+        if span[0][:1].isupper() and first not in _DETERMINERS:
+            return "Who", False
+        return "What", False
+    time_starts = (
+        "on",
+        "at",
+        "in",
+        "to",
+        "every",
+        "since",
+        "until",
+        "before",
+        "after",
+        "by",
+        "during",
+        "last",
+        "next",
+        "this",
+    )
+    if (_TIME_WORDS.search(text) and first in time_starts) or first in (
+        "yesterday",
+        "today",
+        "tomorrow",
+        "tonight",
+    ):
+        return "When", False
+    if first in _LOCATIVE or first == "from" or first == "to":
+        return ("Where", first == "from") if first != "to" else ("Where", False)
+    if first == "with":
+        return ("Who", True) if len(span) > 1 and span[1][:1].isupper() else ("What", True)
+    if first in ("for", "about", "like"):
+        return "What", True
+    return None
+
+
+def _lower_function_word(word: str) -> str:
+    return word.lower() if word.lower() in _DETERMINERS or word.lower() in ("we", "you", "they") else word
+
+
+def _tidy(question: str) -> str:
+    question = re.sub(r"\s+", " ", question).strip()
+    question = re.sub(r"\bI\b", "I", question)
+    return question[:1].upper() + question[1:] + "?"
+
+
+def _last_content(sentence: str, avoid: str) -> str:
+    words = [w.strip(".,!?") for w in _TOKEN.findall(first_clause(sentence))]
+    content = [
+        w
+        for w in words
+        if w
+        and w.lower() not in _DETERMINERS | _PREPOSITIONS | _ADVERBS | _PRONOUNS
+        and w.lower() not in avoid.lower()
+    ]
+    return content[-1] if content else words[-1]
