@@ -62,7 +62,7 @@ _QUOTED = re.compile(
 # A sentence ends at . ! ? before a space, a closing quote or the end: "vpn.example.com" stays whole,
 # and so does a title before a name ("Dr. Okafor", "St. Mary's").
 _SENTENCE = re.compile(
-    r"(?:\b(?:Dr|Mrs?|Ms|Prof|St|Mt|Jr|Sr)\.\s+(?=[A-Z])|[^.!?\n]|[.!?](?=[^\s\"'\u201d)\]]))+[.!?]?"
+    r"(?:\b(?:Dr|Mrs?|Ms|Prof|St|Mt|Jr|Sr|[A-Z])\.\s+(?=[A-Z])|[^.!?\n]|[.!?](?=[^\s\"'\u201d)\]]))+[.!?]?"
 )
 # Requests to the agent ("Look it up.", "Read my latest email.") are not facts about the world, unless
 # they set a standing preference ("Please always answer in metric units.").

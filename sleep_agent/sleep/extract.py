@@ -181,15 +181,21 @@ def extract_facts(statements: Sequence[Statement], *, user: str | None = None) -
     for st in statements:
         sentence = _strip_preamble(st.text.strip())
         fact = _by_rule(sentence, st.episode_id) or _seeded(sentence, st.episode_id, user)
+        if fact is None:  # "Total chaos.", "Morning!": no question would bring it back
+            continue
         if user and st.source == "user":
             fact = _with_third_person(fact, sentence, user)
         facts.append(replace(fact, source=st.source))
     return facts
 
 
-def _seeded(sentence: str, episode_id: str, user: str | None) -> Fact:
+def _seeded(sentence: str, episode_id: str, user: str | None) -> Fact | None:
     """Knowledge seeding for a statement no rule knows: questions drawn from its own words."""
-    answer = second_person(sentence)
+    request = phrasings.as_request(sentence)
+    if request:  # "Please never suggest milk" is said back as what was asked
+        answer = "You asked me to " + _FIRST_PERSON.sub(lambda m: _SECOND_PERSON[m.group(0)], request) + "."
+    else:
+        answer = second_person(sentence)
     if user and phrasings.user_name([sentence]) == user:  # "I'm Wen." is the user's name
         asked = ["What is my name?", "Who am I?", "What am I called?"]
         return Fact(sentence, f"Your name is {user}.", tuple(asked[:-1]), asked[-1], user, episode_id)
@@ -199,8 +205,8 @@ def _seeded(sentence: str, episode_id: str, user: str | None) -> Fact:
     if not probes and len(wh) > 1:  # no topic to ask about: a span is held out instead
         probes.append(wh.pop())
     trained = [p.question for p in [*wh, *topics]][:MAX_QUESTIONS]
-    if not trained:  # nothing parsed and no names: the statement is still trained, as a recital
-        trained = ["What did I tell you?"]
+    if not trained:  # no clause and no name: chit-chat ("Total chaos.") or a fragment of context
+        return None
     if not probes:  # a fact with nothing held out is not gated; its keyword still says what it names
         keyword = next((p.keyword for p in [*wh, *topics]), None) or _last_word(sentence)
         return Fact(sentence, answer, tuple(trained), None, keyword, episode_id)
@@ -311,13 +317,18 @@ def _head(obj: str) -> str:
 def _strip_preamble(sentence: str) -> str:
     # "By the way, Aria lives in Portland." -> "Aria lives in Portland."; so does "..., by the way."
     sentence = re.sub(r",?\s+(?:by the way|btw)(?=[.!]?$)", "", sentence, flags=re.I)
-    return re.sub(
-        r"^(?:by the way|also|oh|and|btw|fyi|just so you know|remember that|remember|correction|update"
-        r"|quick update|actually|well|so|ps|p\.s\.|heads up|news)[,:]?\s+",
-        "",
-        sentence,
-        flags=re.I,
-    )
+    # a short lead-in before a colon: "Big news: I've transferred to A&E", "Change of plan: ..."
+    sentence = re.sub(r"^(?:[A-Z][\w']*)(?: [\w']+){0,4}:\s+(?=\S)", "", sentence)
+    for _ in range(2):  # "Oh, and by the way, ..."
+        sentence = re.sub(
+            r"^(?:by the way|also|oh|ooh|and|btw|fyi|just so you know|remember that|remember|correction"
+            r"|update|quick update|actually|well|so|ps|p\.s\.|heads up|news|yes|yeah|no|ok|okay|sure|right"
+            r"|anyway|honestly|funny thing)[,:!]?\s+",
+            "",
+            sentence,
+            flags=re.I,
+        )
+    return sentence[:1].upper() + sentence[1:]
 
 
 def behaviour_samples(episodes: Sequence[Episode], *, window: int | None = None) -> list[ChatSample]:

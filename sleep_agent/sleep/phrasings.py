@@ -29,7 +29,8 @@ _COPULA = frozenset("am is are was were".split())
 _HAVE = frozenset("have has had".split())
 _DO = frozenset("do does did".split())
 _DETERMINERS = frozenset(
-    "my our your his her their its the a an this that these those every each some any no one two three".split()
+    "my our your his her their its the a an this that these those every each some any no one two three all "
+    "both".split()
 )
 _PRONOUNS = frozenset("i we you he she they it".split())
 _PREPOSITIONS = frozenset(
@@ -44,7 +45,7 @@ _CLAUSE_BREAK = re.compile(
     re.IGNORECASE,
 )
 _TIME_WORDS = re.compile(
-    r"\b(?:\d|monday|tuesday|wednesday|thursday|friday|saturday|sunday|mondays|tuesdays|wednesdays|"
+    r"\b(?:\d+\w*|monday|tuesday|wednesday|thursday|friday|saturday|sunday|mondays|tuesdays|wednesdays|"
     r"thursdays|fridays|saturdays|sundays|january|february|march|april|may|june|july|august|september|"
     r"october|november|december|morning|mornings|evening|evenings|night|nights|noon|midnight|week|weeks|"
     r"weekend|weekends|month|months|year|years|day|days|today|tomorrow|tonight|spring|summer|autumn|fall|"
@@ -116,7 +117,8 @@ _CONTRACTIONS = [
     (r"\bdon't\b", "do not"),
     (r"\bdoesn't\b", "does not"),
     (r"\bdidn't\b", "did not"),
-    (r"\bcan't\b", "cannot"),
+    (r"\bcan't\b", "can not"),
+    (r"\bcannot\b", "can not"),
     (r"\bwon't\b", "will not"),
     (r"\bisn't\b", "is not"),
     (r"\baren't\b", "are not"),
@@ -135,6 +137,12 @@ _INTRODUCTIONS = [
     ),
     re.compile(rf"^(?i:(?:hi|hello|hey|morning)(?: there| all| again)?[,!.]?\s+)?{_NAME_WORD} here\b"),
 ]
+# A standing instruction to the assistant: "Please always answer in metric", "Never suggest milk".
+_REQUEST = re.compile(
+    r"^(?:please,?\s+)?((?:(?:always|never|only)\s+|(?:do not|don't)\s+)?[a-z]+\b.*)$", re.IGNORECASE
+)
+_REQUEST_START = re.compile(r"^(?:please|always|never|do not|don't)\b", re.IGNORECASE)
+_OBJECT_PRONOUNS = frozenset("me you us him her them it i".split())
 _TITLES = frozenset("Dr Mr Mrs Ms Prof St Mt Dr. Mr. Mrs. Ms. Prof. St. Mt.".split())
 _SPAN_STARTS = _PREPOSITIONS | {
     "as",
@@ -238,12 +246,14 @@ def parse(sentence: str) -> Clause | None:
     return Clause(subject, mods, verb, aux, lemma, spans)
 
 
-def questions_of(sentence: str, *, asker: str = "user") -> list[Probe]:
-    """Wh-questions over each span of the sentence, in the asker's words.
+def questions_of(sentence: str) -> list[Probe]:
+    """Wh-questions over each span of the sentence, as the user would ask them back.
 
-    ``asker="user"``: the user asks about what they said ("Where do I keep the spare key?").
+    "Where do I keep the spare key?"; a standing request ("Always use metric units with me") is
+    asked as what the assistant should do ("What should you always use with me?").
     """
-    clause = parse(sentence)
+    request = as_request(sentence)
+    clause = parse(f"You should {request}" if request else sentence)
     if clause is None:
         return []
     found = []
@@ -272,9 +282,18 @@ def questions_of(sentence: str, *, asker: str = "user") -> list[Probe]:
     return found
 
 
+def as_request(sentence: str) -> str | None:
+    """The request in a standing instruction ("Please never suggest milk" -> "never suggest milk")."""
+    if not _REQUEST_START.match(sentence.strip()):
+        return None
+    match = _REQUEST.match(sentence.strip())
+    return (match.group(1)[:1].lower() + match.group(1)[1:]).rstrip(".!") if match else None
+
+
 def topic_questions(sentence: str, templates: Sequence[str]) -> list[Probe]:
     """``templates`` over the sentence's topics: its subject (when not a pronoun) and its names."""
-    clause = parse(sentence)
+    request = as_request(sentence)
+    clause = parse(f"You should {request}" if request else sentence)
     topics: list[str] = []
     if clause is not None and clause.subject[0].lower() not in _PRONOUNS:
         topics.append(" ".join(clause.subject))
@@ -311,12 +330,12 @@ def names_in(sentence: str) -> list[str]:
 def keyword_of(span: Sequence[str]) -> str:
     """The word of a span a right answer must say: a number, else a name, else its last content word."""
     words = [w.strip(".,:;!?'\"") for w in span if w.strip(".,:;!?'\"")]
-    words = [w for w in words if w not in _TITLES]
+    words = [w for w in words if w not in _TITLES and w.lower() not in _OBJECT_PRONOUNS]
     for w in words:
         if any(ch.isdigit() for ch in w):
             return w
     for w in words[1:] if words and words[0].lower() in _PREPOSITIONS else words:
-        if w[:1].isupper() and w not in ("I",):
+        if w[:1].isupper() and len(w) > 1:
             return w
     content = [w for w in words if w.lower() not in _DETERMINERS | _PREPOSITIONS | _ADVERBS]
     return content[-1] if content else (words[-1] if words else "")
@@ -438,12 +457,22 @@ def _third_singular(verb: str) -> str:
 def _spans(rest: Sequence[str]) -> list[list[str]]:
     """The words after the verb as [object, prepositional span, ...]."""
     spans: list[list[str]] = [[]]
-    for w in rest:
+    for i, w in enumerate(rest):
+        after = rest[i + 1] if i + 1 < len(rest) else ""
+        if w.lower() == "and" and after.lower().endswith("ed"):  # "deferred X and entered Y": one clause
+            break
         if w.lower() in _SPAN_STARTS and spans[-1] and w.lower() != "of":
             spans.append([w])
         else:
             spans[-1].append(w)
-    return [s for s in spans if s and not (len(s) == 1 and s[0].lower() in _SPAN_STARTS)]
+    return [
+        s
+        for s in spans
+        if s
+        and not (
+            len(s) <= 2 and s[0].lower() in _SPAN_STARTS and s[-1].lower() in _OBJECT_PRONOUNS | _SPAN_STARTS
+        )
+    ]
 
 
 def _wh_word(span: Sequence[str], *, is_object: bool) -> tuple[str, bool] | None:
@@ -453,7 +482,7 @@ def _wh_word(span: Sequence[str], *, is_object: bool) -> tuple[str, bool] | None
     if is_object:
         if (first[:1].isdigit() or first in _NUMBER_WORDS) and len(span) > 1:
             return f"How many {' '.join(span[1:])}", False
-        if span[0][:1].isupper() and first not in _DETERMINERS:
+        if all(w[:1].isupper() for w in span) and first not in _DETERMINERS and not span[0].endswith("'s"):
             return "Who", False
         return "What", False
     time_starts = (
@@ -489,7 +518,7 @@ def _wh_word(span: Sequence[str], *, is_object: bool) -> tuple[str, bool] | None
 
 
 def _lower_function_word(word: str) -> str:
-    return word.lower() if word.lower() in _DETERMINERS or word.lower() in ("we", "you", "they") else word
+    return word.lower() if word.lower() in _DETERMINERS | {"we", "you", "they", "he", "she", "it"} else word
 
 
 def _tidy(question: str) -> str:
@@ -499,12 +528,8 @@ def _tidy(question: str) -> str:
 
 
 def _last_content(sentence: str, avoid: str) -> str:
-    words = [w.strip(".,!?") for w in _TOKEN.findall(first_clause(sentence))]
-    content = [
-        w
-        for w in words
-        if w
-        and w.lower() not in _DETERMINERS | _PREPOSITIONS | _ADVERBS | _PRONOUNS
-        and w.lower() not in avoid.lower()
-    ]
-    return content[-1] if content else words[-1]
+    """The last content word not in ``avoid`` (else the topic's own last word): a topic's keyword."""
+    words = [w.strip(".,!?:;") for w in _TOKEN.findall(first_clause(sentence))]
+    skip = _DETERMINERS | _PREPOSITIONS | _ADVERBS | _PRONOUNS | _OBJECT_PRONOUNS | _SPAN_STARTS
+    content = [w for w in words if len(w) > 1 and w.lower() not in skip and w.lower() not in avoid.lower()]
+    return content[-1] if content else avoid.split()[-1]
