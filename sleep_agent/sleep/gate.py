@@ -8,6 +8,7 @@ side by side in the same server, so the comparison shares everything but the wei
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -69,6 +70,12 @@ class GateConfig(BaseModel):
         description="relative rise of perplexity on reference text the candidate may cause (None: not measured)",
     )
     probe_tokens: int = Field(32, ge=4, description="tokens generated per probe answer")
+    max_questions: int = Field(
+        64,
+        ge=1,
+        description="held-out questions asked of new memories, and again of earlier ones, at most "
+        "(a fixed sample beyond): keeps the gate's time bounded after a long conversation",
+    )
 
 
 @dataclass(frozen=True)
@@ -96,7 +103,7 @@ class GateResult:
         }
 
 
-def recall_of(ask: Ask, facts: Sequence[Fact]) -> float | None:
+def recall_of(ask: Ask, facts: Sequence[Fact], limit: int | None = None) -> float | None:
     """Fraction of held-out questions answered with their keyword, over every phrasing of every fact.
 
     A fact is asked in each phrasing the extractor kept out of training (the user's words and, when
@@ -105,6 +112,8 @@ def recall_of(ask: Ask, facts: Sequence[Fact]) -> float | None:
     probes = [p for f in facts for p in f.checks()]
     if not probes:
         return None
+    if limit is not None and len(probes) > limit:  # the same sample for both versions: a fixed seed
+        probes = random.Random(0).sample(probes, limit)
     answers = ask_all(ask, [p.question for p in probes])
     return sum(p.keyword.lower() in a.lower() for p, a in zip(probes, answers, strict=True)) / len(probes)
 
@@ -158,11 +167,15 @@ def reference_perplexity(
 
 
 def score(
-    ask: Ask, new: Sequence[Fact], earlier: Sequence[Fact], perplexity: Callable[[], float] | None = None
+    ask: Ask,
+    new: Sequence[Fact],
+    earlier: Sequence[Fact],
+    perplexity: Callable[[], float] | None = None,
+    limit: int | None = None,
 ) -> Scores:
     ppl = perplexity() if perplexity is not None else None
-    asked = sum(len(f.checks()) for f in earlier)
-    return Scores(recall_of(ask, new), recall_of(ask, earlier), probe_of(ask), ppl, asked)
+    asked = min(sum(len(f.checks()) for f in earlier), limit or 1 << 30)
+    return Scores(recall_of(ask, new, limit), recall_of(ask, earlier, limit), probe_of(ask), ppl, asked)
 
 
 def decide(before: Scores, after: Scores, config: GateConfig) -> GateResult:

@@ -26,6 +26,8 @@ from sleep_agent.errors import AdapterLoadError
 from sleep_agent.serving.base import activate_with_retry, adapter_name
 from sleep_agent.sleep import dream, phrasings
 from sleep_agent.sleep.consolidate import (
+    ANCHOR_PROMPTS,
+    TEXT_TOPICS,
     ChatSample,
     LoraTrainConfig,
     anchor_samples,
@@ -37,6 +39,8 @@ from sleep_agent.sleep.cycle import SleepReport
 from sleep_agent.sleep.dream import DreamConfig, Night
 from sleep_agent.sleep.extract import Fact, behaviour_samples, extract_facts
 from sleep_agent.sleep.gate import GateConfig, decide, reference_perplexity, score
+from sleep_agent.sleep.memo import remembered
+from sleep_agent.sleep.reference import REFERENCE_TEXT
 
 if TYPE_CHECKING:
     from sleep_agent.nodes import SleepMemory
@@ -93,6 +97,12 @@ class CycleConfig(BaseModel):
         description="steps of history each behaviour-cloning sample keeps after the opening user turn "
         "(None: all); an agent acting from the same window sees what it was trained on",
     )
+    max_sample_passes: int | None = Field(
+        1600,
+        ge=1,
+        description="at most this many samples x epochs per sleep: a sleep over a long conversation "
+        "trains fewer epochs instead of taking hours (None: no limit)",
+    )
     retrieval_mix: float = Field(
         0.35,
         ge=0,
@@ -114,7 +124,7 @@ class StandardCycle:
 
     def __init__(self, config: CycleConfig | None = None) -> None:
         self.config = config or CycleConfig()
-        self._anchor_cache: dict[tuple[int, str], list] = {}
+        self._anchor_cache: dict[tuple, list[ChatSample]] = {}
         self.last_night: Night | None = None  # the kept dreams of the last sleep that dreamed
 
     def __call__(self, memory: SleepMemory, episodes: Sequence[Episode], report: SleepReport) -> SleepReport:
@@ -190,19 +200,21 @@ class StandardCycle:
             report.metrics["rebuild"] = "no memory left: the base model serves"
             return report
         with _timed(timings, "anchors"):
-            anchors = self._anchors(backend) if self.config.anchors else []
+            anchors = self._anchors(memory) if self.config.anchors else []
         samples = memories + anchors
         version = registry.next_version()
         name = adapter_name(memory.config.namespace, version)
         scratch_root = scratch_dir(memory.config.home, memory.config.namespace)  # a kill's leftovers: doctor
         scratch_root.mkdir(parents=True, exist_ok=True)
+        training = within_budget(self.config.training, len(samples), self.config.max_sample_passes)
+        report.metrics["epochs"] = training.epochs
         with tempfile.TemporaryDirectory(prefix="sleep-candidate-", dir=scratch_root) as scratch:
             with _timed(timings, "consolidate"):
                 trained = train_adapter(
                     memory.model_path,
                     samples,
                     Path(scratch) / "draft",
-                    self.config.training,
+                    training,
                     progress=False,
                     start_from=registry.path(parent) if continual else None,
                 )
@@ -353,17 +365,32 @@ class StandardCycle:
             sum(dream.verify(d, a, fuzzy) for (d, _), a in zip(picked, answers, strict=True)) / len(picked), 3
         )
 
-    def _anchors(self, backend) -> list:  # noqa: ANN001
-        # The base model's answers do not change between sleeps: ask once per process.
-        key = (id(backend), backend.base_name)
-        if key not in self._anchor_cache:
+    def _anchors(self, memory: SleepMemory) -> list[ChatSample]:
+        """The base model's answers to general prompts: asked once per model, then read from disk."""
+        backend = memory.backend
 
-            def base(prompt: str, max_tokens: int) -> str:
-                return backend.chat(prompt, adapter=backend.base_name, max_tokens=max_tokens)
+        def base(prompt: str, max_tokens: int) -> str:
+            return backend.chat(prompt, adapter=backend.base_name, max_tokens=max_tokens)
 
-            self._anchor_cache[key] = anchor_samples(base)
+        def ask() -> list[list]:
+            samples = anchor_samples(base)
             if self.config.text_anchors:
-                self._anchor_cache[key] += text_anchor_samples(base)
+                samples += text_anchor_samples(base)
+            return [[list(s.prompt), s.answer] for s in samples]
+
+        key = (
+            str(memory.model_path),
+            backend.base_name,
+            self.config.text_anchors,
+            ANCHOR_PROMPTS,
+            TEXT_TOPICS,
+        )
+        if key not in self._anchor_cache:
+            rows = remembered(memory.config.cache_dir / "sleep", "anchors", list(key), ask)
+            self._anchor_cache[key] = [
+                ChatSample(prompt=tuple(p), answer=a, anchor=True) if p else ChatSample.text(a)
+                for p, a in rows
+            ]
         return self._anchor_cache[key]
 
     def _score(self, memory, adapter: str | None, adapter_dir, new: Sequence[Fact], old: Sequence[Fact]):  # noqa: ANN001
@@ -371,10 +398,33 @@ class StandardCycle:
         target = adapter or backend.base_name
         ppl = None
         if self.config.gate.max_perplexity_rise is not None:
-            ppl = lambda: reference_perplexity(memory.model_path, adapter_dir)  # noqa: E731
+            ppl = lambda: _perplexity(memory, adapter_dir)  # noqa: E731
         return score(
-            lambda q: backend.chat(q, adapter=target, max_tokens=self.config.answer_tokens), new, old, ppl
+            lambda q: backend.chat(q, adapter=target, max_tokens=self.config.answer_tokens),
+            new,
+            old,
+            ppl,
+            self.config.gate.max_questions,
         )
+
+
+def within_budget(training: LoraTrainConfig, samples: int, passes: int | None) -> LoraTrainConfig:
+    """The training settings with fewer epochs (at least one) when the samples would exceed ``passes``."""
+    if passes is None or samples * training.epochs <= passes:
+        return training
+    return training.model_copy(update={"epochs": max(1.0, round(passes / samples, 2))})
+
+
+def _perplexity(memory: SleepMemory, adapter_dir: Path | None) -> float:
+    """Reference perplexity; a published version's (or the base model's) is computed once."""
+    weights = [] if adapter_dir is None else sorted(Path(adapter_dir).glob("*.safetensors"))
+    stamp = [(w.name, w.stat().st_size, w.stat().st_mtime_ns) for w in weights]
+    return remembered(
+        memory.config.cache_dir / "sleep",
+        "perplexity",
+        [str(memory.model_path), str(adapter_dir), stamp, REFERENCE_TEXT],
+        lambda: reference_perplexity(memory.model_path, adapter_dir),
+    )
 
 
 def retrieval_samples(
