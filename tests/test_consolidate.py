@@ -222,3 +222,13 @@ def test_a_distillation_only_sample_trains_the_adapter_only_through_the_distilla
     weights = load_file(tmp_path / "on" / "adapter_model.safetensors")
     assert any(w.any() for k, w in weights.items() if "lora_B" in k)
     assert result.final_loss > 0  # the KL to a teacher that read the memory; no cross-entropy term
+
+
+def test_a_long_conversation_trains_fewer_epochs_within_the_budget():
+    from sleep_agent.sleep.standard import within_budget
+
+    config = LoraTrainConfig(epochs=5)
+    assert within_budget(config, 200, 1600) is config  # 1000 passes: as configured
+    assert within_budget(config, 800, 1600).epochs == 2.0
+    assert within_budget(config, 5000, 1600).epochs == 1.0  # never below one pass
+    assert within_budget(config, 5000, None) is config

@@ -121,3 +121,26 @@ def test_a_sleep_without_new_facts_is_decided_by_the_bounds_alone():
     assert holds.accepted and "recall - -> -" in holds.reason
     damaged = decide(Scores(None, None, 11, 20.0), Scores(None, None, 8, 20.5), GateConfig())
     assert not damaged.accepted and "probe" in damaged.reason
+
+
+def test_recall_asks_every_held_out_phrasing_of_a_fact_and_one_right_phrasing_is_not_enough():
+    from sleep_agent.sleep.critic import Statement
+    from sleep_agent.sleep.extract import extract_facts
+
+    (fact,) = extract_facts([Statement("We close the shop every Monday.", "user", "e")], user="Hana")
+    asked = [p.question for p in fact.checks()]
+    assert "What did I tell you about the shop?" in asked and "When does Hana close the shop?" in asked
+
+    def knows_only_first_person(question: str) -> str:
+        return "You close the shop every Monday." if "Hana" not in question else "Hana likes bread."
+
+    assert recall_of(knows_only_first_person, [fact]) == 0.5
+    assert recall_of(lambda q: "Hana closes it every Monday.", [fact]) == 1.0
+
+
+def test_the_gate_asks_a_bounded_sample_the_same_for_both_versions():
+    facts = [Fact(f"s{i}", "a", ("q",), f"held {i}?", f"k{i}", "e") for i in range(100)]
+    seen: list[list[str]] = [[], []]
+    for run in seen:
+        recall_of(lambda q, run=run: run.append(q) or "", facts, limit=10)
+    assert len(seen[0]) == 10 and sorted(seen[0]) == sorted(seen[1])
