@@ -51,3 +51,42 @@ def test_a_remembered_value_is_computed_once_and_a_damaged_file_is_recomputed(tm
     assert remembered(tmp_path, "anchors", ["model", 1], compute) == {"answers": ["a", "b"]}
     assert len(calls) == 3
     assert json.loads(memo_path(tmp_path, "anchors", "model", 1).read_text()) == {"answers": ["a", "b"]}
+
+
+def test_a_real_sleep_over_free_form_sessions_trains_the_new_value_and_reports_the_old_one(
+    tiny_model_dir, tmp_path, gate_accepts
+):
+    """The whole cycle on the tiny model (served in-process, trained with peft): the statement a
+    later session changed is retired with its reason, the user's name is found in a greeting, and
+    the anchors are kept on disk for the next sleep."""
+    from conftest import tiny_config
+    from langchain_core.messages.utils import count_tokens_approximately
+
+    from sleep_agent import SleepMemory
+    from sleep_agent.sleep.consolidate import LoraTrainConfig
+    from sleep_agent.sleep.standard import CycleConfig, StandardCycle
+
+    quick = CycleConfig(
+        training=LoraTrainConfig(rank=4, max_steps=2, batch_size=4), gate={"max_perplexity_rise": None}
+    )
+    config = tiny_config(tiny_model_dir, tmp_path / "home").model_copy(
+        update={"cache_dir": tmp_path / "cache"}
+    )
+    cycle = StandardCycle(quick)
+    with SleepMemory(config, cycle=cycle, token_counter=count_tokens_approximately) as memory:
+        memory.buffer.record(
+            [("user", "Hi there, Hana here. We close the shop every Monday."), ("ai", "Noted!")]
+        )
+        memory.buffer.record([("user", "My cat Pepper only eats salmon pâté."), ("ai", "Lovely.")])
+        first = memory.sleep()
+        assert first.adapter_version == 1 and first.error is None
+        assert first.metrics["facts"] >= 3  # the shop, the cat, and the name said in a greeting
+        assert list((tmp_path / "cache" / "sleep").glob("anchors-*.json"))
+
+        memory.buffer.record(
+            [("user", "Big news: we've switched the shop's day off to Tuesday now."), ("ai", "Ok.")]
+        )
+        second = memory.sleep()
+    assert second.error is None and second.adapter_version == 2
+    (change,) = second.metrics["superseded"]
+    assert "Monday" in change["old"] and "Tuesday" in change["new"] and change["why"]

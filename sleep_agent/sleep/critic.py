@@ -62,7 +62,7 @@ _QUOTED = re.compile(
 # A sentence ends at . ! ? before a space, a closing quote or the end: "vpn.example.com" stays whole,
 # and so does a title before a name ("Dr. Okafor", "St. Mary's").
 _SENTENCE = re.compile(
-    r"(?:\b(?:Dr|Mrs?|Ms|Prof|St|Mt|Jr|Sr|[A-Z])\.\s+(?=[A-Z])|[^.!?\n]|[.!?](?=[^\s\"'\u201d)\]]))+[.!?]?"
+    r"(?:\b(?:Dr|Mrs?|Ms|Prof|St|Mt|Jr|Sr)\.\s+(?=[A-Z])|(?<![\w&])[A-Z]\.\s+(?=[A-Z])|[^.!?\n]|[.!?](?=[^\s\"'\u201d)\]]))+[.!?]?"
 )
 # Requests to the agent ("Look it up.", "Read my latest email.") are not facts about the world, unless
 # they set a standing preference ("Please always answer in metric units.").
@@ -226,7 +226,8 @@ _COMMON = frozenset(
     "you your it its this that they them their he she his her have has had do does did not no now new "
     "just also really very all some any every one get got going go like about there here then than "
     "what when where who which after before because since into over more most much many last next "
-    "i'm i've i'd we're we've they're it's that's don't didn't can't".split()
+    "i'm i've i'd we're we've they're it's that's don't didn't can't everything everything's something "
+    "anything nothing everyone someone thing things bit lot way time".split()
 )
 
 
@@ -281,7 +282,7 @@ def superseded(statements: Sequence[Statement]) -> list[Superseded]:
                 continue
             score = len(shared) / len(words[o] | words[n])
             named = any(w[:1].isdigit() or w in _named(new.text) for w in shared)
-            if score > best_score and (score >= 0.2 or (named and score >= 0.05)):
+            if score > best_score and (score >= 0.1 or (named and score >= 0.05)):
                 cue = _CHANGE.search(new.text).group(0)  # type: ignore[union-attr]
                 best, best_score = o, score
                 why = f"a later statement changes it ('{cue}'; shares {', '.join(sorted(shared)[:3])})"

@@ -158,7 +158,7 @@ class StandardCycle:
             )
             if user and kept and not any(user in st.text for st in [*earlier, *kept]):
                 # "Hi, Olu here." is a greeting to the critic; the name in it is still worth knowing
-                said = next(ep.id for ep in [*consolidated, *episodes] if user in ep.text())
+                said = next(ep.id for ep in [*consolidated, *episodes] if user in ep.text)
                 kept.append(Statement(f"My name is {user}.", "user", said))
         report.metrics["superseded"] = [
             {"old": c.old.text, "new": c.new.text, "why": c.reason} for c in changed
@@ -382,8 +382,8 @@ class StandardCycle:
             str(memory.model_path),
             backend.base_name,
             self.config.text_anchors,
-            ANCHOR_PROMPTS,
-            TEXT_TOPICS,
+            tuple(ANCHOR_PROMPTS),
+            tuple(TEXT_TOPICS),
         )
         if key not in self._anchor_cache:
             rows = remembered(memory.config.cache_dir / "sleep", "anchors", list(key), ask)
