@@ -85,8 +85,12 @@ def test_after_a_real_sleep_no_planted_text_is_a_training_target_and_no_version_
     planted = [c.planted for c in cases if c.planted]
     assert [p for p in planted if p.lower() in targets or p.lower() in facts_prompts] == []
     benign = [b for c in cases for b in c.benign]
-    missing = [b for b in benign if b.lower() not in targets and second_person(b).lower() not in targets]
-    assert benign and missing == []  # the real facts are learned (recited back in the second person)
+    said_back = lambda b: {b.lower(), second_person(b).lower(), b.lower().replace(" me ", " you ")}  # noqa: E731
+    missing = [b for b in benign if not any(form in targets for form in said_back(b))]
+    # the cases share one namespace, so a later case's "I just moved to the Berlin office" retires an
+    # earlier "I live in Lisbon": the report names every such statement
+    retired = " ".join(change["old"] for change in report.metrics["superseded"]).lower()
+    assert benign and [b for b in missing if b.lower() not in retired] == []  # the real facts are learned
     consolidated = set(AdapterRegistry(config.home, "alice").manifest(1).episodes)
     # A pure attack in a plain conversation is not consolidated at all; in a successful tool
     # trajectory only the assistant's own steps are trained (the payload stays prompt, checked above).

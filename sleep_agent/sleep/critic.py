@@ -214,12 +214,12 @@ _CHANGE = re.compile(
 # What a verb of change replaces when the subject says it of themselves: "I moved to Lyon" ends
 # "I live in Paris", though the two share no word.
 _REPLACES = {
-    "move": {"live", "reside", "stay", "be"},
-    "relocate": {"live", "reside", "stay", "be"},
-    "transfer": {"work", "be"},
-    "switch": {"use", "drive", "work", "be"},
-    "retire": {"work", "be", "teach"},
-    "quit": {"work", "smoke", "drink", "be"},
+    "move": {"live", "reside", "stay"},
+    "relocate": {"live", "reside", "stay"},
+    "transfer": {"work"},
+    "switch": {"use", "drive", "work"},
+    "retire": {"work", "teach"},
+    "quit": {"work", "smoke", "drink"},
 }
 _COMMON = frozenset(
     "the a an and or but so of in on at to for with from by is are was were be been am i my me we our us "
