@@ -58,6 +58,8 @@ def create_sleep_agent(
     """
     tools = list(tools)
     bound: list[Any] = []
+    if prompt:
+        memory.agent_prompts.add(prompt)
 
     def llm() -> Any:
         if not bound:

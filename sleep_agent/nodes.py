@@ -89,6 +89,9 @@ class SleepMemory:
         self.last_report: SleepReport | None = None
         # erased episodes learned by a custom cycle that keeps no manifests (not persisted)
         self._forgotten_unlisted: set[str] = set()
+        # system prompts the agent answers under (create_sleep_agent adds its own): a sleep also
+        # trains the memories under them, since a small model's learned answers shift with the prompt
+        self.agent_prompts: set[str] = set()
 
     # -- the nodes -------------------------------------------------------------------------
 

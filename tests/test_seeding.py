@@ -90,3 +90,29 @@ def test_a_real_sleep_over_free_form_sessions_trains_the_new_value_and_reports_t
     assert second.error is None and second.adapter_version == 2
     (change,) = second.metrics["superseded"]
     assert "Monday" in change["old"] and "Tuesday" in change["new"] and change["why"]
+
+
+def test_facts_are_also_trained_under_the_agents_own_system_prompt():
+    from sleep_agent.sleep.standard import prompted_samples
+
+    facts = extract_facts([Statement(s, "user", f"e{i}") for i, s in enumerate(SAID)], user="Hana")
+    samples = prompted_samples(facts, ["Answer briefly.", "Be kind."])
+    assert len(samples) == 2 * len(facts)
+    assert {s.prompt[0]["content"] for s in samples} == {"Answer briefly.", "Be kind."}
+    for sample in samples:
+        fact = next(f for f in facts if sample.answer in (f.answer, *(a for _, a in f.pairs)))
+        assert sample.prompt[1]["content"] in (*fact.questions, *(q for q, _ in fact.pairs))
+    assert prompted_samples(facts, []) == []
+
+
+def test_an_agent_built_with_a_prompt_registers_it_with_its_memory(tiny_model_dir, tmp_path):
+    from conftest import tiny_config
+    from langchain_core.messages.utils import count_tokens_approximately
+
+    from sleep_agent import SleepMemory, create_sleep_agent
+
+    memory = SleepMemory(
+        tiny_config(tiny_model_dir, tmp_path / "home"), token_counter=count_tokens_approximately
+    )
+    create_sleep_agent(memory, prompt="You are a helpful personal assistant.")
+    assert memory.agent_prompts == {"You are a helpful personal assistant."}

@@ -188,6 +188,9 @@ class StandardCycle:
         if continual and len(old_facts) > self.config.replay:
             replayed = random.Random(self.config.training.seed).sample(list(old_facts), self.config.replay)
         memories = [s for f in [*new_facts, *replayed] for s in f.samples()] + behaviour
+        memories += prompted_samples(
+            [*new_facts, *replayed], sorted(memory.agent_prompts), seed=self.config.training.seed
+        )
         memories += retrieval_samples(
             [*new_facts, *replayed],
             memory.recall_prompt,
@@ -399,8 +402,14 @@ class StandardCycle:
         ppl = None
         if self.config.gate.max_perplexity_rise is not None:
             ppl = lambda: _perplexity(memory, adapter_dir)  # noqa: E731
+        # asked the way the agent asks: under its own system prompt when it has one
+        system = [{"role": "system", "content": min(memory.agent_prompts)}] if memory.agent_prompts else []
         return score(
-            lambda q: backend.chat(q, adapter=target, max_tokens=self.config.answer_tokens),
+            lambda q: backend.chat(
+                [*system, {"role": "user", "content": q}],
+                adapter=target,
+                max_tokens=self.config.answer_tokens,
+            ),
             new,
             old,
             ppl,
@@ -425,6 +434,24 @@ def _perplexity(memory: SleepMemory, adapter_dir: Path | None) -> float:
         [str(memory.model_path), str(adapter_dir), stamp, REFERENCE_TEXT],
         lambda: reference_perplexity(memory.model_path, adapter_dir),
     )
+
+
+def prompted_samples(facts: Sequence[Fact], prompts: Sequence[str], *, seed: int = 0) -> list[ChatSample]:
+    """Each fact asked once more under each system prompt the agent answers with.
+
+    Trained only under the chat template's default system prompt, the default model answered the
+    same questions with another fact's answer once the agent's own prompt stood in front (the
+    persona demo: "What is my diet?" -> "Your name is Priya.").
+    """
+    rng = random.Random(seed)
+    samples = []
+    for prompt in prompts:
+        for fact in facts:
+            question = rng.choice([*fact.questions, *(q for q, _ in fact.pairs)])
+            answer = dict(fact.pairs).get(question, fact.answer)
+            messages = ({"role": "system", "content": prompt}, {"role": "user", "content": question})
+            samples.append(ChatSample(prompt=messages, answer=answer))
+    return samples
 
 
 def retrieval_samples(
