@@ -190,6 +190,10 @@ def _said(*texts: str) -> list[Statement]:
         ("My target time is 3:30.", "My target time is 3:15."),  # a corrected number, no cue word
         ("The bake sale is on the 12th.", "Correction: the bake sale moved to the 19th."),
         ("My manager is Rui.", "Big change at work: Rui left, and my new manager is Sophie."),
+        ("My phone number is 555-0134.", "My new phone number is 555-0199."),  # "new", no other cue
+        ("I live in Paris.", "I've relocated to Lyon."),  # a participle after "have"
+        ("We use Slack for chat.", "We switched from Slack to Teams."),
+        ("Standup is at 9:15.", "Sophie moved standup to 10:30."),  # the change acts on the old subject
     ],
 )
 def test_a_later_statement_that_changes_an_earlier_one_supersedes_it(old, new):
@@ -209,6 +213,26 @@ def test_unrelated_statements_and_repeats_supersede_nothing():
         "We now close at six.",  # a change word, but nothing earlier shares its topic
     )
     assert superseded(statements) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("I live in Paris.", "I moved my dentist appointment to Friday."),  # "move", but no home moved
+        ("I work at Google.", "I switched to decaf."),
+        ("I work at Google.", "My wife left her job at Google."),  # another person
+        ("My mom lives in Leeds.", "My dad moved to Leeds."),
+        ("Ana lives in Rome.", "Bo moved to Rome."),
+        ("My son goes to Lincoln Elementary.", "My daughter goes to Lincoln Elementary now."),
+        ("My sister has a cat.", "My sister has a dog."),  # both can be true
+        ("My kids play football.", "My kids play piano too."),  # an addition
+        ("My manager is Rui.", "My manager is on vacation."),
+        ("I have two cats.", "I now have a dog."),
+        ("We close every Monday.", "The new oven is too good to resist."),  # "too" as an intensifier
+    ],
+)
+def test_a_later_statement_about_something_else_retires_nothing(old, new):
+    assert superseded(_said(old, new)) == []
 
 
 def test_the_newest_of_several_changes_wins():

@@ -58,6 +58,51 @@ def test_a_statement_no_rule_knows_is_seeded_with_questions_from_its_own_words()
 
 
 @pytest.mark.parametrize(
+    ("said", "keyword"),
+    [("I'm vegetarian.", "vegetarian"), ("I am a nurse.", "nurse"), ("I'm 34 years old.", "34")],
+)
+def test_what_a_user_says_they_are_is_asked_about_them(said, keyword):
+    (fact,) = facts_of(said)
+    assert fact.answer.endswith(said.replace("I'm", "You're").replace("I am", "You are"))
+    assert "What do you know about me?" in fact.questions and fact.keyword == keyword
+    assert fact.held_out and fact.held_out not in fact.questions
+
+
+@pytest.mark.parametrize(
+    ("said", "kept"),
+    [
+        ("No meat is allowed in my house.", "No meat is allowed in my house."),  # not a lead-in "No,"
+        ("Well water is hard here.", "Well water is hard here."),
+        ("My address: 12 Oak Street, Leeds.", "My address is 12 Oak Street, Leeds."),  # the key stays
+        ("Oh, and by the way, Aria lives in Portland.", "Aria lives in Portland."),
+    ],
+)
+def test_lead_ins_go_and_the_meaning_stays(said, kept):
+    (fact,) = facts_of(said)
+    assert fact.statement == kept
+
+
+def test_held_out_keywords_are_never_a_pronoun_or_the_verb():
+    for said in (
+        "I'm from Nigeria.",
+        "I have two cats named Miso and Tofu.",
+        "I drive a 2015 Toyota Corolla.",
+    ):
+        for fact in facts_of(said):
+            for probe in fact.checks():
+                assert probe.keyword.lower() not in {"i'm", "i", "have", "drive", "am", ""}, (said, probe)
+
+
+def test_a_very_long_statement_gives_a_bounded_number_of_questions():
+    from sleep_agent.sleep.phrasings import MAX_SPANS, questions_of
+
+    long = "I keep it " + "in the box " * 2000
+    assert 0 < len(questions_of(long)) <= MAX_SPANS
+    (fact,) = facts_of(long)
+    assert all(len(q) < 600 for q in (*fact.questions, *(p.question for p in fact.checks())))
+
+
+@pytest.mark.parametrize(
     ("said", "asked", "keyword"),
     [
         ("My cat Pepper only eats salmon pâté.", "What does my cat Pepper only eat?", "pâté"),
@@ -105,7 +150,10 @@ def test_the_users_name_is_found_in_how_people_introduce_themselves():
     assert user_name(["Hi there, Hana here. I run a bakery."]) == "Hana"
     assert user_name(["Hello. My name is Margaret, and I taught chemistry."]) == "Margaret"
     assert user_name(["I'm Tomas and I'm training for Berlin."]) == "Tomas"
+    assert user_name(["Hej, my name is Ólafur."]) == "Ólafur"
     assert user_name(["I'm allergic to nuts.", "I'm tired."]) is None
+    # a capitalised word after "I'm" or "it's" is not a name without an introduction's shape
+    assert user_name(["It's Monday.", "I'm Canadian.", "This is Urgent.", "Call me Later"]) is None
 
 
 def test_every_relation_of_the_development_facts_is_understood():

@@ -206,21 +206,28 @@ def _judge(
 # Words that mark a statement as changing something said before: "I moved to Lyon", "it's £3.50
 # now", "correction: ...", "we've switched to Tuesday", "my new manager is ...".
 _CHANGE = re.compile(
-    r"\b(?:now|instead|any ?more|no longer|moved|move|switched|switch|changed|change|correction|corrected"
-    r"|swapped|replaced|traded|transferred|updated?|actually|gone off|quit|left|deferred|rescheduled"
-    r"|postponed|cancell?ed|became|these days|not .{0,20} but)\b",
+    r"\b(?:now|instead|any ?more|no longer|no more|new|moved|move|switched|switch|swapped|changed|change"
+    r"|correction|corrected|replaced|updated?|actually|quit|left|stopped|sold|traded|transferred|gone off"
+    r"|deferred|rescheduled|postponed|cancell?ed|became|these days|not .{0,20} but)\b",
     re.IGNORECASE,
 )
-# What a verb of change replaces when the subject says it of themselves: "I moved to Lyon" ends
-# "I live in Paris", though the two share no word.
+# A later statement that adds to an earlier one rather than changing it ("I play piano too").
+_ADDITION = re.compile(
+    r"\b(?:too|as well|either)\b(?=\s*(?:[.,!?;)]|$))|(?<=\w\s)also\b|\banother\b", re.IGNORECASE
+)  # "too" ends a clause ("piano too"), not "too good"; "also" after a word, not "Also, I moved"
+# What a verb of change replaces when the subject says it of themselves ("I moved to Lyon" ends
+# "I live in Paris", though the two share no word), and the words that must follow the verb for it
+# to be that change: "I moved my dentist appointment to Friday" moves no home.
 _REPLACES = {
-    "move": {"live", "reside", "stay"},
-    "relocate": {"live", "reside", "stay"},
-    "transfer": {"work"},
-    "switch": {"use", "drive", "work"},
-    "retire": {"work", "teach"},
-    "quit": {"work", "smoke", "drink"},
+    "move": ({"live", "reside", "stay"}, {"to", "into", "back", "here", "there", "abroad", "away", "out"}),
+    "relocate": ({"live", "reside", "stay", "work"}, {"to", "into", "back", "here", "there", "abroad"}),
+    "retire": ({"work", "teach"}, {"", "from", "last", "this", "in"}),
 }
+# Words of a subject that do not change who or what it is: "my new phone number" is "my phone number".
+_SLOT_ADJECTIVES = frozenset("new old current latest actual real updated previous former".split())
+# A pronoun subject ("it", "that") may stand for anything said before: a change cue and shared
+# words decide, not the subject.
+_OPEN_SUBJECTS = frozenset("it that this there".split())
 _COMMON = frozenset(
     "the a an and or but so of in on at to for with from by is are was were be been am i my me we our us "
     "you your it its this that they them their he she his her have has had do does did not no now new "
@@ -240,84 +247,149 @@ class Superseded:
     reason: str
 
 
+@dataclass(frozen=True)
+class _Read:
+    """What supersession needs of one clause of a statement, parsed once."""
+
+    subject: str  # "" when the clause did not parse
+    verb: str  # its base form; "be" for am/is/are
+    after_verb: str  # the first word after the verb ("to" in "moved to Lyon")
+    answer: str  # the rest of the clause, normalised
+    kind: str  # what the answer is: "number", "name" or "other"
+    single: bool  # the subject has one value at a time ("my favourite tea", "my phone number")
+    words: frozenset[str]  # the statement's topic words
+    named: frozenset[str]  # its capitalised words and numbers
+    changes: str | None  # the change cue it says, if any
+
+
 def superseded(statements: Sequence[Statement]) -> list[Superseded]:
     """Earlier statements that later ones replace (``statements`` oldest first).
 
-    Two signs, no relation list: the same subject and verb said again with another object ("My
-    target time is 3:30" ... "My target time is 3:15"), or a later statement that says it changes
-    something ("now", "moved", "switched", "correction", "new") and shares the earlier one's topic
-    words. Only the most similar earlier statement is replaced, so one change retires one memory.
+    Three signs, no relation list: the same subject says "is" with another answer of one value
+    ("My target time is 3:30" ... "My new target time is 3:15"), or with the same verb says that it
+    changed ("now", "switched", "correction"); a verb of change that ends an earlier verb ("I moved
+    to Lyon" ends "I live in Paris"); a change cue and shared topic words where the subject is open
+    ("Correction: it's the 19th"). Different subjects never replace each other ("My dad moved to
+    Leeds" leaves "My mom lives in Leeds"), and a statement that adds ("I play piano too") replaces
+    nothing. Only the best match is retired, so one change retires one memory.
     """
-    from sleep_agent.sleep.phrasings import parse
-
+    reads = [_reads(s.text) for s in statements]
+    adds = [bool(_ADDITION.search(s.text)) for s in statements]
     found: list[Superseded] = []
     retired: set[int] = set()
-    slots = [_slot(parse(s.text)) for s in statements]
-    words = [_content_words(s.text) for s in statements]
     for n, new in enumerate(statements):
+        if adds[n]:
+            continue
         best, best_score, why = None, 0.0, ""
         for o in range(n):
             if o in retired or normalise(statements[o].text) == normalise(new.text):
                 continue
-            clause_o, clause_n = slots[o], slots[n]
-            if (
-                clause_o is not None
-                and clause_o[:2] == (clause_n or ("",))[:2]
-                and clause_o[2] != clause_n[2]
-            ):
-                best, best_score, why = o, 2.0, "same subject and verb, another answer"
-                continue
-            verbs = _verbs(statements[o].text), _verbs(new.text)
-            if (
-                verbs[0]
-                and verbs[1]
-                and verbs[0][0] == verbs[1][0]
-                and verbs[0][1] in _REPLACES.get(verbs[1][1], ())
-            ):
-                if best_score < 1.0:
-                    best, best_score, why = o, 1.0, f"'{verbs[1][1]}' replaces '{verbs[0][1]}'"
-                continue
-            shared = words[o] & words[n]
-            if not shared or not _CHANGE.search(new.text):
-                continue
-            score = len(shared) / len(words[o] | words[n])
-            named = any(w[:1].isdigit() or w in _named(new.text) for w in shared)
-            if score > best_score and (score >= 0.1 or (named and score >= 0.05)):
-                cue = _CHANGE.search(new.text).group(0)  # type: ignore[union-attr]
-                best, best_score = o, score
-                why = f"a later statement changes it ('{cue}'; shares {', '.join(sorted(shared)[:3])})"
+            score, reason = max((_replaces(a, b) for a in reads[o] for b in reads[n]), key=lambda x: x[0])
+            if score > best_score:
+                best, best_score, why = o, score, reason
         if best is not None:
             retired.add(best)
             found.append(Superseded(statements[best], new, why))
     return found
 
 
-def _slot(clause) -> tuple[str, str, str] | None:  # noqa: ANN001
-    """(subject, verb, object) of a parsed statement, normalised; None when it did not parse."""
-    if clause is None:
-        return None
-    subject = " ".join(w.lower() for w in clause.subject)
-    if subject in ("i", "we", "you", "he", "she", "they", "it"):  # "I am ..." says many different things
-        return None
-    verb = (clause.lemma or clause.aux or clause.verb).lower()
-    return subject, verb, normalise(" ".join(w for s in clause.spans for w in s))
+def _replaces(old: _Read, new: _Read) -> tuple[float, str]:
+    """How surely ``new`` replaces ``old`` (0: it does not), and why."""
+    same_subject = bool(old.subject) and old.subject == new.subject
+    if same_subject and old.verb == new.verb and old.answer and new.answer and old.answer != new.answer:
+        one_value = old.single or new.single or (old.kind == new.kind != "other")
+        if old.verb == "be" and old.subject not in _PERSONS and one_value:
+            return 3.0, "same subject, another answer"
+        if new.changes and not (old.verb in ("be", "have") and old.subject in _PERSONS):  # "I have a dog"
+            return 2.0, f"same subject and verb, another answer ('{new.changes}')"
+    wanted = _REPLACES.get(new.verb)
+    if same_subject and wanted and old.verb in wanted[0] and new.after_verb in wanted[1]:
+        return 1.5, f"'{new.verb}' replaces '{old.verb}'"
+    if not new.changes or not _may_change(old, new):
+        return 0.0, ""
+    shared = old.words & new.words
+    if not shared:
+        return 0.0, ""
+    score = len(shared) / len(old.words | new.words)
+    named = any(w[:1].isdigit() or w in new.named for w in shared)
+    if not old.subject and not named:  # a fragment ("The allotment, mostly.") needs a name in common
+        return 0.0, ""
+    if same_subject or {old.subject, new.subject} <= {"i", "we"}:
+        score += 0.1  # the speaker's own earlier statement before a fragment that shares a word
+    if score >= 0.1 or (named and score >= 0.05):
+        return (
+            score,
+            f"a later statement changes it ('{new.changes}'; shares {', '.join(sorted(shared)[:3])})",
+        )
+    return 0.0, ""
 
 
-def _verbs(text: str) -> tuple[str, str] | None:
-    """(subject, verb lemma) of a statement a person says of themselves ("I", "we")."""
-    from sleep_agent.sleep.phrasings import parse
+_PERSONS = frozenset("i we you he she they".split())
+
+
+def _may_change(old: _Read, new: _Read) -> bool:
+    """Whether ``new`` may speak of what ``old`` is about: the same subject, an open one ("it"), one
+    acting on the old subject ("Sophie moved standup" of "Standup is at 9:15"), or the speaker both
+    times. Two different people never do: "My dad moved to Leeds" leaves "My mom lives in Leeds"."""
+    if not old.subject or not new.subject or old.subject == new.subject or new.subject in _OPEN_SUBJECTS:
+        return True
+    if {old.subject, new.subject} <= {"i", "we"}:
+        return True
+    own = _content_words(old.subject)
+    return bool(own) and own <= new.words and old.subject not in _PERSONS
+
+
+# What makes a subject hold one value at a time: "my favourite tea", "my phone number", "her age".
+_SINGLE = frozenset(
+    "favourite favorite preferred usual main only best current new name number address age birthday "
+    "email phone price cost deadline date time".split()
+)
+# Where one statement holds several clauses: "Rui left, and my new manager is Sophie".
+_CLAUSES = re.compile(r":\s|;|,\s*(?:and|but|so)\s+|\s+(?:and|but)\s+(?=(?:I|my|My|we|We|our|Our)\b)")
+
+
+def _reads(text: str) -> list[_Read]:
+    from sleep_agent.sleep.phrasings import expand
+
+    words = frozenset(_content_words(text))
+    named = {normalise(w) for w in re.findall(r"(?<!^)\b[^\W\d_][\w'-]*", text) if w[:1].isupper()}
+    named |= set(re.findall(r"\d[\w:.,]*", text))
+    cue = _CHANGE.search(expand(text))
+    parts = [p for p in _CLAUSES.split(text) if p.strip()] or [text]
+    return [_read(part, words, frozenset(named), cue.group(0) if cue else None) for part in parts[:8]]
+
+
+def _read(text: str, words: frozenset[str], named: frozenset[str], changes: str | None) -> _Read:
+    from sleep_agent.sleep.phrasings import parse, verb_lemma
 
     clause = parse(text)
-    if clause is None or clause.subject[-1].lower() not in ("i", "we"):
-        return None
-    lemma = (clause.lemma or clause.verb).lower()
-    return clause.subject[-1].lower(), "be" if lemma in ("am", "are", "is", "was", "were") else lemma
+    if clause is None:
+        return _Read("", "", "", "", "other", False, words, named, changes)
+    said = [w.lower() for w in clause.subject if w.lower() not in ("also", "and", "so", "but", "then")]
+    subject = " ".join(w for w in said if w not in _SLOT_ADJECTIVES)
+    verb = (clause.lemma or clause.verb).lower()
+    verb = "be" if verb in ("am", "is", "are", "was", "were", "be") else verb_lemma(verb)
+    rest = [w for span in clause.spans for w in span]
+    kind = (
+        "number"
+        if rest and any(ch.isdigit() for ch in rest[0])
+        else "name"
+        if rest and rest[0][:1].isupper()
+        else "other"
+    )
+    return _Read(
+        subject,
+        verb,
+        rest[0].lower() if rest else "",
+        normalise(" ".join(rest)),
+        kind,
+        bool(_SINGLE & set(said)),
+        words,
+        named,
+        changes,
+    )
 
 
 def _content_words(text: str) -> set[str]:
     words = (re.sub(r"'s$", "", w) for w in normalise(text).split() if w not in _COMMON)
     return {w.rstrip("s") if len(w) > 4 else w for w in words if len(w) > 2}
-
-
-def _named(text: str) -> set[str]:
-    return {normalise(w) for w in re.findall(r"(?<!^)\b[A-Z][\w'-]+", text)}

@@ -22,7 +22,7 @@ from sleep_agent.sleep.consolidate import ChatSample
 from sleep_agent.sleep.critic import Statement, is_successful_trajectory
 from sleep_agent.sleep.phrasings import Probe
 
-_NAME = r"(?P<s>[A-Z][\w'-]*(?: [A-Z][\w'-]*)?)"
+_NAME = r"(?P<s>(?!I\b)[A-Z][\w'-]*(?: [A-Z][\w'-]*)?)"  # a name, never "I"
 _OBJ = r"(?P<o>[^.!?]+?)"
 
 # (relation, pattern, questions about the subject, answer template). {s}: subject, {o}: object.
@@ -132,7 +132,7 @@ RULES: list[tuple[str, str, list[str], str]] = [
     ),
     (
         "mine",
-        r"^My (?P<k>[\w' -]+?) is (?P<o>[^.!?]+?)[.!]?$",
+        r"^My (?P<k>[\w' -]+?) is (?!\w+ing (?:to|in|at|into|from|for|with|on)\b)(?P<o>[^.!?]+?)[.!]?$",
         ["What is my {k}?", "Do you remember my {k}?", "Tell me my {k}."],
         "Your {k} is {o}.",
     ),
@@ -180,7 +180,7 @@ def extract_facts(statements: Sequence[Statement], *, user: str | None = None) -
     facts: list[Fact] = []
     for st in statements:
         sentence = _strip_preamble(st.text.strip())
-        fact = _by_rule(sentence, st.episode_id) or _seeded(sentence, st.episode_id, user)
+        fact = _by_rule(phrasings.expand(sentence), st.episode_id) or _seeded(sentence, st.episode_id, user)
         if fact is None:  # "Total chaos.", "Morning!": no question would bring it back
             continue
         if user and st.source == "user":
@@ -201,12 +201,13 @@ def _seeded(sentence: str, episode_id: str, user: str | None) -> Fact | None:
         return Fact(sentence, f"Your name is {user}.", tuple(asked[:-1]), asked[-1], user, episode_id)
     wh = phrasings.questions_of(sentence)
     topics = phrasings.topic_questions(sentence, TOPIC_TEMPLATES)
-    probes = phrasings.topic_questions(sentence, (TOPIC_HELD_OUT,))[:1]
+    # a held-out topic question needs a keyword the question does not already say
+    probes = [p for p in phrasings.topic_questions(sentence, (TOPIC_HELD_OUT,))[:1] if p.keyword]
     if not probes and len(wh) > 1:  # no topic to ask about: a span is held out instead
         probes.append(wh.pop())
     trained = [p.question for p in [*wh, *topics]][:MAX_QUESTIONS]
-    if not trained:  # no clause and no name: chit-chat ("Total chaos.") or a fragment of context
-        return None
+    if not trained:
+        return _about_me(sentence, answer, episode_id)
     if not probes:  # a fact with nothing held out is not gated; its keyword still says what it names
         keyword = next((p.keyword for p in [*wh, *topics]), None) or _last_word(sentence)
         return Fact(sentence, answer, tuple(trained), None, keyword, episode_id)
@@ -214,6 +215,24 @@ def _seeded(sentence: str, episode_id: str, user: str | None) -> Fact | None:
     return Fact(
         sentence, answer, tuple(trained), first.question, first.keyword, episode_id, probes=tuple(more)
     )
+
+
+# What a user says they are ("I'm vegetarian", "We're married") has no wh-question of its own.
+ABOUT_ME = ("What do you know about me?", "Tell me about myself.")
+ABOUT_ME_HELD_OUT = "What did I tell you about myself?"
+
+
+def _about_me(sentence: str, answer: str, episode_id: str) -> Fact | None:
+    """A user's statement of what they are, asked about them; None for chit-chat ("Total chaos.")."""
+    clause = phrasings.parse(sentence)
+    if clause is None or clause.subject[-1].lower() not in ("i", "we") or not clause.spans[0]:
+        return None
+    keyword = phrasings.keyword_of(clause.spans[0])
+    asked = list(ABOUT_ME)
+    if "not" not in (m.lower() for m in clause.modifiers):  # "Am I vegetarian?" -> "Yes, ..."
+        asked.insert(0, phrasings.yes_no_question(clause))
+        answer = f"Yes. {answer}"
+    return Fact(sentence, answer, tuple(asked), ABOUT_ME_HELD_OUT, keyword, episode_id)
 
 
 def _with_third_person(fact: Fact, sentence: str, user: str) -> Fact:
@@ -314,20 +333,37 @@ def _head(obj: str) -> str:
     return re.split(clause, obj, maxsplit=1)[0].strip()
 
 
+# Lead-ins before what a user tells: "By the way, ...", "Oh, and ...". The words in _LEAD_IN_WORDS
+# lead in only when punctuation follows them: "No meat is allowed", "Well water is hard" are facts.
+_LEAD_INS = re.compile(
+    r"^(?:by the way|also|and|btw|fyi|just so you know|remember that|remember|ps|p\.s\.|heads up)[,:!]?\s+",
+    re.IGNORECASE,
+)
+_LEAD_IN_WORDS = re.compile(
+    r"^(?:oh|ooh|correction|update|quick update|actually|well|so|news|yes|yeah|no|ok|okay|sure|right"
+    r"|anyway|honestly|funny thing)[,:!]+\s+",
+    re.IGNORECASE,
+)
+# A short lead-in before a colon, when a whole statement follows it: "Big news: I've moved to Leeds".
+# "My address: 12 Oak Street" keeps its key (it is read as "My address is 12 Oak Street").
+_COLON_LEAD_IN = re.compile(r"^(?!(?:My|Our)\b)[A-Z][\w']*(?: [\w']+){0,4}:\s+(?=\S)")
+_KEY_VALUE = re.compile(r"^((?:My|Our) [\w' -]{1,40}?):\s+(\S.*)$")
+
+
 def _strip_preamble(sentence: str) -> str:
     # "By the way, Aria lives in Portland." -> "Aria lives in Portland."; so does "..., by the way."
     sentence = re.sub(r",?\s+(?:by the way|btw)(?=[.!]?$)", "", sentence, flags=re.I)
-    # a short lead-in before a colon: "Big news: I've transferred to A&E", "Change of plan: ..."
-    sentence = re.sub(r"^(?:[A-Z][\w']*)(?: [\w']+){0,4}:\s+(?=\S)", "", sentence)
-    for _ in range(2):  # "Oh, and by the way, ..."
-        sentence = re.sub(
-            r"^(?:by the way|also|oh|ooh|and|btw|fyi|just so you know|remember that|remember|correction"
-            r"|update|quick update|actually|well|so|ps|p\.s\.|heads up|news|yes|yeah|no|ok|okay|sure|right"
-            r"|anyway|honestly|funny thing)[,:!]?\s+",
-            "",
-            sentence,
-            flags=re.I,
-        )
+    key_value = _KEY_VALUE.match(sentence)
+    if key_value:  # "My address: 12 Oak Street" -> "My address is 12 Oak Street"
+        sentence = f"{key_value.group(1)} is {key_value.group(2)}"
+    lead = _COLON_LEAD_IN.match(sentence)
+    if lead and phrasings.parse(sentence[lead.end() :]) is not None:
+        sentence = sentence[lead.end() :]
+    for _ in range(4):  # "Oh, and by the way, ..."
+        shorter = _LEAD_IN_WORDS.sub("", _LEAD_INS.sub("", sentence))
+        if shorter == sentence:
+            break
+        sentence = shorter
     return sentence[:1].upper() + sentence[1:]
 
 

@@ -28,6 +28,11 @@ _MODALS = frozenset("can could will would should must may might shall".split())
 _COPULA = frozenset("am is are was were".split())
 _HAVE = frozenset("have has had".split())
 _DO = frozenset("do does did".split())
+_PARTICIPLES = frozenset(
+    "been gone done seen known grown thrown flown drawn worn begun swum run come become".split()
+)
+_PARTICLES = frozenset("up down out off away back over".split())
+_FUNCTION_VERBS = _COPULA | _HAVE | _DO | _MODALS | {"be", "been", "not"}
 _DETERMINERS = frozenset(
     "my our your his her their its the a an this that these those every each some any no one two three all "
     "both".split()
@@ -128,13 +133,15 @@ _CONTRACTIONS = [
 ]
 _TOKEN = re.compile(r"[\w'\u2019.:/@&+-]+|,")
 # How a user says who they are, at the start of a message: "I'm Wen", "My name is Olu", "Olu here".
-_NAME_WORD = r"([A-Z][a-z][\w'-]*)"
+_NAME_WORD = r"((?=[^\W\d_])[^\W\d_a-z][^\W\d_A-Z][\w'-]*)"
 _INTRODUCTIONS = [
     re.compile(rf"\b(?i:my name is) {_NAME_WORD}"),
     re.compile(rf"\b(?i:call me) {_NAME_WORD}"),
+    # "I'm X" names the user only after a greeting or before "here": "I'm Canadian" does not
     re.compile(
-        rf"^(?i:(?:hi|hello|hey|morning)(?: there| all| again)?[,!.]?\s+)?(?:I'm|I am|(?i:this is|it's)) {_NAME_WORD}(?=\s*(?:[.,!]|$| and| here))"
+        rf"^(?i:(?:hi|hello|hey|morning)(?: there| all| again| everyone)?[,!.]?\s+)(?:I'm|I am|(?i:this is|it's)) {_NAME_WORD}(?=\s*(?:[.,!]|$| and| here))"
     ),
+    re.compile(rf"^(?:I'm|I am|(?i:this is|it's)) {_NAME_WORD}(?= here\b| speaking\b| and (?:I|I'm|my)\b)"),
     re.compile(rf"^(?i:(?:hi|hello|hey|morning)(?: there| all| again)?[,!.]?\s+)?{_NAME_WORD} here\b"),
 ]
 # A standing instruction to the assistant: "Please always answer in metric", "Never suggest milk".
@@ -155,9 +162,13 @@ _SPAN_STARTS = _PREPOSITIONS | {
     "tomorrow",
     "tonight",
 }
+MAX_SPANS = 6  # spans asked about per clause
+MAX_SPAN_WORDS = 40  # words of a clause read after its verb
 _NUMBER_WORDS = frozenset("two three four five six seven eight nine ten eleven twelve".split())
 _NOT_NAMES = frozenset(
-    "Sorry Fine Good Great Back Here Home Ready Busy Tired Happy New Not Just Also Still Vegan Vegetarian".split()
+    "Sorry Fine Good Great Back Here Home Ready Busy Tired Happy New Not Just Also Still Vegan Vegetarian "
+    "Later Soon Now Today Tomorrow Tonight Urgent Monday Tuesday Wednesday Thursday Friday Saturday Sunday "
+    "January February March April May June July August September October November December".split()
 )
 
 
@@ -231,6 +242,9 @@ def parse(sentence: str) -> Clause | None:
                 return None
             lemma = words[i]
             i += 1
+        elif low in _COPULA and _progressive(words, i, subject):  # "We're expecting twins"
+            lemma = words[i]
+            i += 1
     elif low in _DO and i < len(words) and words[i].lower() == "not":
         mods.append("not")
         i += 1
@@ -258,7 +272,7 @@ def questions_of(sentence: str) -> list[Probe]:
         return []
     found = []
     for k, span in enumerate(clause.spans):
-        if not span:
+        if not span or (len(span) == 1 and span[0].lower() in _PARTICLES):  # "wake up at 6"
             continue
         wh_is_object = k == 0 and span[0].lower() not in _SPAN_STARTS
         wh = _wh_word(span, is_object=wh_is_object)
@@ -282,6 +296,14 @@ def questions_of(sentence: str) -> list[Probe]:
     return found
 
 
+def yes_no_question(clause: Clause) -> str:
+    """The statement asked back for a yes: "I'm vegetarian" -> "Am I vegetarian?"."""
+    subject = ["I" if w.lower() == "i" else ("we" if w.lower() == "we" else w) for w in clause.subject]
+    rest = [w for span in clause.spans for w in span]
+    body = [clause.aux, *subject, *clause.modifiers, *([clause.lemma] if clause.lemma else []), *rest]
+    return _tidy(" ".join(w for w in body if w))
+
+
 def as_request(sentence: str) -> str | None:
     """The request in a standing instruction ("Please never suggest milk" -> "never suggest milk")."""
     if not _REQUEST_START.match(sentence.strip()):
@@ -297,7 +319,11 @@ def topic_questions(sentence: str, templates: Sequence[str]) -> list[Probe]:
     topics: list[str] = []
     if clause is not None and clause.subject[0].lower() not in _PRONOUNS:
         topics.append(" ".join(clause.subject))
-    elif clause is not None and clause.lemma is not None and clause.spans[0][0].lower() not in _SPAN_STARTS:
+    elif (
+        clause is not None
+        and clause.lemma is not None
+        and clause.spans[0][0].lower() not in _SPAN_STARTS | _PARTICLES
+    ):
         topics.append(" ".join(clause.spans[0]))  # "I keep the spare key ..." -> "the spare key"
     topics += [n for n in names_in(sentence) if all(n not in t for t in topics) and not _TIME_WORDS.search(n)]
     keys = [keyword_of(s) for s in [*clause.spans, clause.subject]] if clause is not None else []
@@ -306,7 +332,8 @@ def topic_questions(sentence: str, templates: Sequence[str]) -> list[Probe]:
         key = next(
             (k for k in keys if k and k.lower() not in topic.lower() and k.lower() not in _PRONOUNS), None
         )
-        key = key or _last_content(sentence, avoid=topic)
+        verbs = [w for w in (clause.verb, clause.lemma) if w] if clause is not None else []
+        key = key or _last_content(sentence, avoid=topic, verbs=verbs)
         found += [Probe(t.format(topic=topic), key) for t in templates]
     return found
 
@@ -400,9 +427,30 @@ def _verb_like(word: str, prev: str) -> bool:
     return (third or past) and prev.lower() not in _DETERMINERS
 
 
+def verb_lemma(verb: str) -> str:
+    """The base form of a verb as said: "moved" -> "move", "lives" -> "live", "went" -> "go"."""
+    low = verb.lower()
+    if low in _IRREGULAR_PAST:
+        return _IRREGULAR_PAST[low]
+    if low == "has":
+        return "have"
+    if low.endswith("ed") and len(low) > 4:
+        return _past_lemma(low)
+    if low.endswith("s") and not low.endswith("ss") and len(low) > 3:
+        return _present_lemma(low)
+    return low
+
+
+def _progressive(words: Sequence[str], i: int, subject: Sequence[str]) -> bool:
+    """Whether words[i] is the -ing verb of "are expecting twins", not a noun ("My hobby is knitting")."""
+    if i + 1 >= len(words) or not words[i].lower().endswith("ing") or len(words[i]) < 5:
+        return False
+    return subject[-1].lower() in _PRONOUNS or words[i + 1].lower() in _PREPOSITIONS
+
+
 def _participle(word: str) -> bool:
     low = word.lower()
-    return (low.endswith(("ed", "en")) and len(low) > 3) or low in _IRREGULAR_PAST or low == "been"
+    return (low.endswith(("ed", "en")) and len(low) > 3) or low in _IRREGULAR_PAST or low in _PARTICIPLES
 
 
 def _do_support(verb: str, subject: Sequence[str]) -> tuple[str, str]:
@@ -429,6 +477,8 @@ def _present_lemma(verb: str) -> str:
 
 def _past_lemma(verb: str) -> str:
     stem = verb[:-2]
+    if verb.endswith("ated") and len(verb) > 5:  # "relocated", "updated"
+        return verb[:-1]
     if verb.endswith("ied"):
         return verb[:-3] + "y"
     if len(stem) > 2 and stem[-1] == stem[-2] and stem[-1] not in "lsz":
@@ -457,6 +507,7 @@ def _third_singular(verb: str) -> str:
 def _spans(rest: Sequence[str]) -> list[list[str]]:
     """The words after the verb as [object, prepositional span, ...]."""
     spans: list[list[str]] = [[]]
+    rest = rest[:MAX_SPAN_WORDS]  # a very long clause asks about its start, in linear time
     for i, w in enumerate(rest):
         after = rest[i + 1] if i + 1 < len(rest) else ""
         if w.lower() == "and" and after.lower().endswith("ed"):  # "deferred X and entered Y": one clause
@@ -467,7 +518,7 @@ def _spans(rest: Sequence[str]) -> list[list[str]]:
             spans[-1].append(w)
     return [
         s
-        for s in spans
+        for s in spans[:MAX_SPANS]
         if s
         and not (
             len(s) <= 2 and s[0].lower() in _SPAN_STARTS and s[-1].lower() in _OBJECT_PRONOUNS | _SPAN_STARTS
@@ -480,7 +531,8 @@ def _wh_word(span: Sequence[str], *, is_object: bool) -> tuple[str, bool] | None
     text = " ".join(span)
     first = span[0].lower()
     if is_object:
-        if (first[:1].isdigit() or first in _NUMBER_WORDS) and len(span) > 1:
+        counted = span[1:2] and span[1].lower() not in ("and", "or", "to", "-")
+        if (first[:1].isdigit() or first in _NUMBER_WORDS) and counted:
             return f"How many {' '.join(span[1:])}", False
         if all(w[:1].isupper() for w in span) and first not in _DETERMINERS and not span[0].endswith("'s"):
             return "Who", False
@@ -527,9 +579,21 @@ def _tidy(question: str) -> str:
     return question[:1].upper() + question[1:] + "?"
 
 
-def _last_content(sentence: str, avoid: str) -> str:
-    """The last content word not in ``avoid`` (else the topic's own last word): a topic's keyword."""
-    words = [w.strip(".,!?:;") for w in _TOKEN.findall(first_clause(sentence))]
-    skip = _DETERMINERS | _PREPOSITIONS | _ADVERBS | _PRONOUNS | _OBJECT_PRONOUNS | _SPAN_STARTS
-    content = [w for w in words if len(w) > 1 and w.lower() not in skip and w.lower() not in avoid.lower()]
-    return content[-1] if content else avoid.split()[-1]
+def _last_content(sentence: str, avoid: str, verbs: Sequence[str] = ()) -> str:
+    """The last content word not in ``avoid`` nor a verb of the clause ("" if none): a topic's keyword."""
+    words = [w.strip(".,!?:;") for w in _TOKEN.findall(expand(first_clause(sentence)))]
+    skip = (
+        _DETERMINERS
+        | _PREPOSITIONS
+        | _ADVERBS
+        | _PRONOUNS
+        | _OBJECT_PRONOUNS
+        | _SPAN_STARTS
+        | _FUNCTION_VERBS
+    )
+    content = [
+        w
+        for w in words
+        if len(w) > 1 and w.lower() not in skip and w.lower() not in avoid.lower() and w not in verbs
+    ]
+    return content[-1] if content else ""
