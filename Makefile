@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 CLI    := $(VENV)/bin/sleep-agent
 STAMP  := $(VENV)/.installed
 
-.PHONY: install model demo test test-fast bench eval-quick lint clean
+.PHONY: install model demo test test-all test-fast bench eval-quick lint clean
 
 $(STAMP): pyproject.toml scripts/install.sh
 	bash scripts/install.sh
@@ -18,7 +18,12 @@ model: install
 demo: model
 	$(PY) examples/sleep_demo.py
 
+# What CI runs: every test but the slowest real-component runs (marked heavy).
 test: model
+	$(PY) -m pytest -v -m "not heavy"
+
+# Everything, the heavy runs included (about an hour more on 2 cores).
+test-all: model
 	$(PY) -m pytest -v
 
 # Unit tests only: no converted model, no vLLM server.

@@ -11,6 +11,7 @@ from conftest import REPO
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # a default sleep on the default model; `make test-all`
 def test_memory_graph_example_recalls_the_allergy_in_a_new_thread(default_model_dir):
     out = subprocess.run(
         [sys.executable, str(REPO / "examples" / "memory_graph.py")],

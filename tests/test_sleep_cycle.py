@@ -192,6 +192,7 @@ ABOUT_PASSAGE = [
 ]
 
 
+@pytest.mark.heavy  # a default sleep with dreaming: the slowest test; `make test-all`
 def test_dreaming_on_a_passage_trains_only_practice_grounded_in_it_and_the_weights_answer_from_it(
     memory, tmp_path
 ):
