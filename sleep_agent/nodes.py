@@ -519,7 +519,7 @@ class SleepMemory:
         lines: list[str] = []
         for r in recalled:
             shown = [p.render() for p in r.episode.parts_from(*self.config.recall.sources)]
-            if not shown:
+            if not shown or not _tells_something(r.episode):
                 continue
             line = "- " + "\n".join(shown).replace("\n", "\n  ")
             cost = self.count_tokens([HumanMessage(line)])
@@ -528,6 +528,16 @@ class SleepMemory:
             lines.append(line)
             budget -= cost
         return self.recall_prompt.format(memories="\n".join(lines)) if lines else ""
+
+
+def _tells_something(episode: Episode) -> bool:
+    """Whether the user or a tool stated anything: a turn of questions alone ("What is my diet?")
+    holds no memory, and recalled into later prompts it only crowds them with other questions."""
+    from sleep_agent.sleep.critic import statements_of
+
+    return any(statements_of(p.content) for p in episode.parts_from("user", "tool")) or bool(
+        episode.parts_from("tool")
+    )
 
 
 def _model_token_counter(config: SleepConfig) -> TokenCounter:

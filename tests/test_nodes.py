@@ -357,3 +357,12 @@ def test_a_memory_with_nothing_to_show_does_not_keep_the_next_ones_out():
     assert memory.recall(query)[0].episode.parts[0].source == "assistant"  # the nearest shows nothing
     (message,) = memory.recall_node({"messages": [HumanMessage(query, id="q")]})["messages"]
     assert "vet opens" in message.content and "naps" not in message.content
+
+
+def test_a_turn_of_questions_alone_is_not_recalled_but_what_was_told_is():
+    memory = make_memory()
+    memory.config.recall = RecallConfig(k=3)
+    memory.buffer.record([("user", "What is my diet?"), ("ai", "I don't know yet.")])
+    memory.buffer.record([("user", "My diet is vegetarian."), ("ai", "Noted.")])
+    recalled = memory.recall_text("What is my diet?")
+    assert "vegetarian" in recalled and "What is my diet?" not in recalled
