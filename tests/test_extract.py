@@ -266,3 +266,60 @@ def test_a_prompt_longer_than_max_length_loses_its_oldest_tokens_not_the_answer(
     assert "room199" in tokenizer.decode(encoded["input_ids"]) and "room0 " not in tokenizer.decode(
         encoded["input_ids"]
     )
+
+
+@pytest.mark.parametrize(
+    ("said", "asked", "keyword"),
+    [
+        ("Our team uses Linear for tickets.", "What does our team use for tickets?", "Linear"),
+        ("I met Sarah at the conference.", "Who did I meet at the conference?", "Sarah"),
+        ("I prefer tea over coffee.", "What do I prefer tea over?", "coffee"),
+        ("My sister is married to Tom.", "Who is my sister married to?", "Tom"),
+        ("Dana is good at chess.", "What is Dana good at?", "chess"),
+        ("Rui is my manager.", "Who is Rui?", "manager"),
+    ],
+)
+def test_the_wh_word_fits_the_verb_and_the_span(said, asked, keyword):
+    from sleep_agent.sleep.phrasings import questions_of
+
+    probes = {p.question: p.keyword for p in questions_of(said)}
+    assert probes.get(asked) == keyword, probes
+    assert "Who does our team use for tickets?" not in probes and "Where do I prefer tea?" not in probes
+
+
+@pytest.mark.parametrize(
+    ("said", "meant"),
+    [
+        ("Wen told me she's allergic to peanuts.", "Wen is allergic to peanuts."),
+        ("Wen told me she's moved to Oslo.", "Wen has moved to Oslo."),
+        ("My doctor said that I should cut down on salt.", "I should cut down on salt."),
+        ("My parents mentioned they love Lisbon.", "My parents love Lisbon."),
+        ("According to Rui, the demo is on Friday.", "The demo is on Friday."),
+        ("I live in Paris.", None),
+        ("In May I said nothing.", None),
+    ],
+)
+def test_reported_speech_is_read_for_what_it_reports(said, meant):
+    from sleep_agent.sleep.phrasings import reported
+
+    assert reported(said) == meant
+
+
+def test_a_reported_fact_is_asked_about_the_person_it_concerns():
+    (fact,) = facts_of("Wen told me she is allergic to peanuts.")
+    assert "What is Wen allergic to?" in fact.questions
+    assert fact.answer == "Wen told me she is allergic to peanuts."  # who said it is kept
+    assert fact.keyword == "peanuts"
+
+
+def test_a_participle_after_a_noun_is_never_the_keyword():
+    (fact,) = facts_of("The flour comes from a mill run by the Wenta family.")
+    assert fact.keyword == "mill"
+
+
+def test_what_a_named_user_is_is_also_asked_of_them_by_name():
+    from sleep_agent.sleep.critic import Statement
+
+    (fact,) = extract_facts([Statement("I'm lactose intolerant.", "user", "e")], user="Hana")
+    assert ("Is Hana lactose intolerant?", "Yes. Hana is lactose intolerant.") in fact.pairs
+    assert not any(q.startswith("What is Hana") for q, _ in fact.pairs)

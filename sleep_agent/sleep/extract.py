@@ -199,15 +199,16 @@ def _seeded(sentence: str, episode_id: str, user: str | None) -> Fact | None:
     if user and phrasings.user_name([sentence]) == user:  # "I'm Wen." is the user's name
         asked = ["What is my name?", "Who am I?", "What am I called?"]
         return Fact(sentence, f"Your name is {user}.", tuple(asked[:-1]), asked[-1], user, episode_id)
-    wh = phrasings.questions_of(sentence)
-    topics = phrasings.topic_questions(sentence, TOPIC_TEMPLATES)
+    said = phrasings.reported(sentence) or sentence  # "Wen told me she ..." is asked about Wen
+    wh = phrasings.questions_of(said)
+    topics = phrasings.topic_questions(said, TOPIC_TEMPLATES)
     # a held-out topic question needs a keyword the question does not already say
-    probes = [p for p in phrasings.topic_questions(sentence, (TOPIC_HELD_OUT,))[:1] if p.keyword]
+    probes = [p for p in phrasings.topic_questions(said, (TOPIC_HELD_OUT,))[:1] if p.keyword]
     if not probes and len(wh) > 1:  # no topic to ask about: a span is held out instead
         probes.append(wh.pop())
     trained = [p.question for p in [*wh, *topics]][:MAX_QUESTIONS]
     if not trained:
-        return _about_me(sentence, answer, episode_id)
+        return _about_me(said, answer, episode_id)
     if not probes:  # a fact with nothing held out is not gated; its keyword still says what it names
         keyword = next((p.keyword for p in [*wh, *topics]), None) or _last_word(sentence)
         return Fact(sentence, answer, tuple(trained), None, keyword, episode_id)
@@ -241,6 +242,9 @@ def _with_third_person(fact: Fact, sentence: str, user: str) -> Fact:
     if third is None or fact.answer == f"Your name is {user}.":
         return fact
     asked = phrasings.questions_of(third)
+    clause = phrasings.parse(third)
+    if not asked and fact.answer.startswith("Yes. ") and clause is not None:  # "Is Wen vegetarian?"
+        return replace(fact, pairs=fact.pairs + ((phrasings.yes_no_question(clause), f"Yes. {third}"),))
     if not asked:
         return fact
     held = asked.pop() if len(asked) > 1 else None

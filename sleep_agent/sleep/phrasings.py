@@ -164,6 +164,14 @@ _SPAN_STARTS = _PREPOSITIONS | {
 }
 MAX_SPANS = 6  # spans asked about per clause
 MAX_SPAN_WORDS = 40  # words of a clause read after its verb
+# Verbs whose capitalised object is a person ("I met Sarah": who?); any other verb's is a thing
+# or a place ("Our team uses Linear": what?).
+_PERSON_VERBS = frozenset(
+    "meet marry date call phone email text hire invite visit see mentor babysit trust admire miss "
+    "follow thank ask tell".split()
+)
+# Verbs of preference, after which "over" compares ("I prefer tea over coffee") and places nothing.
+_PREFERENCE_VERBS = frozenset("prefer choose pick favour favor like rank rate".split())
 _NUMBER_WORDS = frozenset("two three four five six seven eight nine ten eleven twelve".split())
 _NOT_NAMES = frozenset(
     "Sorry Fine Good Great Back Here Home Ready Busy Tired Happy New Not Just Also Still Vegan Vegetarian "
@@ -275,11 +283,18 @@ def questions_of(sentence: str) -> list[Probe]:
         if not span or (len(span) == 1 and span[0].lower() in _PARTICLES):  # "wake up at 6"
             continue
         wh_is_object = k == 0 and span[0].lower() not in _SPAN_STARTS
-        wh = _wh_word(span, is_object=wh_is_object)
+        lemma = verb_lemma(clause.lemma or clause.verb)
+        wh = _wh_word(span, is_object=wh_is_object, person_verb=lemma in _PERSON_VERBS)
+        if span[0].lower() == "over" and lemma in _PREFERENCE_VERBS:
+            wh = ("What", True)  # "What do I prefer tea over?"
+        elif k > 0 and _adjective_complement(clause, span) and (wh is None or wh[0] != "When"):
+            wh = ("Who" if span[1:2] and span[1][:1].isupper() else "What", True)  # "allergic to"
         if wh is None:
             continue
-        if clause.lemma is None and k == 0 and clause.subject[0].lower() in _PRONOUNS:
-            continue  # "I am lactose intolerant": "What am I?" asks for nothing in particular
+        if clause.lemma is None and k == 0 and _is_person(clause.subject):
+            if span[0].lower() not in _DETERMINERS or clause.subject[0].lower() in _PRONOUNS:
+                continue  # "I am lactose intolerant": "What am I?" asks for nothing in particular
+            wh = ("Who", False)  # "Rui is my manager" -> "Who is Rui?"
         # the object's question keeps what follows it ("What do I keep under the flowerpot?"); a
         # span's question keeps only what came before it ("Where does the flour come from?")
         if k == 0 and wh_is_object:
@@ -296,12 +311,64 @@ def questions_of(sentence: str) -> list[Probe]:
     return found
 
 
+def _is_person(subject: Sequence[str]) -> bool:
+    """A pronoun or a bare name: "I", "Wen", "Dr. Haas" (not "my diet", not "Pepper's bowl")."""
+    if subject[0].lower() in _PRONOUNS:
+        return True
+    return (
+        all(w[:1].isupper() and not w.endswith("'s") for w in subject)
+        and subject[0].lower() not in _DETERMINERS
+    )
+
+
+def _adjective_complement(clause: Clause, span: Sequence[str]) -> bool:
+    """Whether ``span`` completes an adjective after "be": "allergic to peanuts", "good at chess"."""
+    adjective = [w for w in clause.spans[0] if w.lower() not in _ADVERBS]
+    return (
+        clause.lemma is None
+        and len(adjective) == 1
+        and adjective[0].isalpha()
+        and adjective[0].islower()
+        and adjective[0] not in _DETERMINERS
+        and span[0].lower() in _PREPOSITIONS
+        and span is not clause.spans[0]
+    )
+
+
 def yes_no_question(clause: Clause) -> str:
     """The statement asked back for a yes: "I'm vegetarian" -> "Am I vegetarian?"."""
     subject = ["I" if w.lower() == "i" else ("we" if w.lower() == "we" else w) for w in clause.subject]
     rest = [w for span in clause.spans for w in span]
     body = [clause.aux, *subject, *clause.modifiers, *([clause.lemma] if clause.lemma else []), *rest]
     return _tidy(" ".join(w for w in body if w))
+
+
+# Reported speech: "Wen told me she's allergic to peanuts", "According to Rui, the demo is on Friday".
+_REPORTED = re.compile(
+    r"^(?P<who>(?:[Mm]y |[Oo]ur |[Tt]he )?[\w'.-]+(?: [\w'.-]+){0,3}?) (?:told (?:me|us)|tells (?:me|us)|said|says|"
+    r"mentioned|explained|confirmed|informed (?:me|us)|let (?:me|us) know|reminded (?:me|us)|thinks|believes|"
+    r"reckons|warned (?:me|us))(?: that)?,? (?P<what>\S.*)$"
+)
+_ACCORDING = re.compile(r"^[Aa]ccording to (?P<who>[^,]{1,60}), (?P<what>\S.*)$")
+_REPORTED_PRONOUN = re.compile(r"^(?:he|she|they)(?:'s|'re|'ll|'d)?\b", re.IGNORECASE)
+
+
+def reported(sentence: str) -> str | None:
+    """What a reported statement says, about whoever said it: "Wen told me she is allergic to peanuts"
+    -> "Wen is allergic to peanuts"; None when the sentence reports nothing."""
+    text = sentence.strip().replace("\u2019", "'")
+    match = _REPORTED.match(text) or _ACCORDING.match(text)
+    if match is None or match.group("who").split()[0].lower() in _PREPOSITIONS:
+        return None
+    who, what = match.group("who"), match.group("what")
+    pronoun = _REPORTED_PRONOUN.match(what)
+    if pronoun:  # "she's moved" -> "Wen has moved"; "they love" stays plural ("my parents love")
+        said, rest = pronoun.group(0).lower(), what[pronoun.end() :].lstrip()
+        contracted = {"'s": "has" if rest and _participle(rest.split()[0]) else "is", "'re": "are"}
+        contracted |= {"'ll": "will", "'d": "would"}
+        aux = next((v for k, v in contracted.items() if said.endswith(k)), "")
+        what = " ".join(w for w in (who, aux, rest) if w)
+    return what[:1].upper() + what[1:]
 
 
 def as_request(sentence: str) -> str | None:
@@ -326,7 +393,10 @@ def topic_questions(sentence: str, templates: Sequence[str]) -> list[Probe]:
     ):
         topics.append(" ".join(clause.spans[0]))  # "I keep the spare key ..." -> "the spare key"
     topics += [n for n in names_in(sentence) if all(n not in t for t in topics) and not _TIME_WORDS.search(n)]
-    keys = [keyword_of(s) for s in [*clause.spans, clause.subject]] if clause is not None else []
+    spans = clause.spans if clause is not None else []
+    if len(spans) > 1 and _adjective_complement(clause, spans[1]):  # "allergic to peanuts": peanuts
+        spans = [*spans[1:], spans[0]]
+    keys = [keyword_of(s) for s in [*spans, clause.subject]] if clause is not None else []
     found = []
     for topic in topics[:2]:
         key = next(
@@ -365,6 +435,9 @@ def keyword_of(span: Sequence[str]) -> str:
         if w[:1].isupper() and len(w) > 1:
             return w
     content = [w for w in words if w.lower() not in _DETERMINERS | _PREPOSITIONS | _ADVERBS]
+    # a participle closing a span qualifies the noun before it: "a mill run (by ...)" -> "mill"
+    while len(content) > 1 and _past_participle(content[-1]):
+        content.pop()
     return content[-1] if content else (words[-1] if words else "")
 
 
@@ -453,6 +526,11 @@ def _participle(word: str) -> bool:
     return (low.endswith(("ed", "en")) and len(low) > 3) or low in _IRREGULAR_PAST or low in _PARTICIPLES
 
 
+def _past_participle(word: str) -> bool:
+    low = word.lower()
+    return (low.endswith("ed") and len(low) > 4) or low in _PARTICIPLES or low in _IRREGULAR_PAST
+
+
 def _do_support(verb: str, subject: Sequence[str]) -> tuple[str, str]:
     if verb in _IRREGULAR_PAST:
         return "did", _IRREGULAR_PAST[verb]
@@ -526,7 +604,7 @@ def _spans(rest: Sequence[str]) -> list[list[str]]:
     ]
 
 
-def _wh_word(span: Sequence[str], *, is_object: bool) -> tuple[str, bool] | None:
+def _wh_word(span: Sequence[str], *, is_object: bool, person_verb: bool = False) -> tuple[str, bool] | None:
     """The wh-word that asks for a span, and whether the preposition trails the question."""
     text = " ".join(span)
     first = span[0].lower()
@@ -534,7 +612,8 @@ def _wh_word(span: Sequence[str], *, is_object: bool) -> tuple[str, bool] | None
         counted = span[1:2] and span[1].lower() not in ("and", "or", "to", "-")
         if (first[:1].isdigit() or first in _NUMBER_WORDS) and counted:
             return f"How many {' '.join(span[1:])}", False
-        if all(w[:1].isupper() for w in span) and first not in _DETERMINERS and not span[0].endswith("'s"):
+        named = all(w[:1].isupper() for w in span) and first not in _DETERMINERS
+        if named and person_verb and not span[0].endswith("'s"):
             return "Who", False
         return "What", False
     time_starts = (
