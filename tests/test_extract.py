@@ -284,7 +284,8 @@ def test_the_wh_word_fits_the_verb_and_the_span(said, asked, keyword):
 
     probes = {p.question: p.keyword for p in questions_of(said)}
     assert probes.get(asked) == keyword, probes
-    assert "Who does our team use for tickets?" not in probes and "Where do I prefer tea?" not in probes
+    clumsy = {"Who does our team use for tickets?", "Where do I prefer tea?", "What is my sister to Tom?"}
+    assert not clumsy & set(probes)
 
 
 @pytest.mark.parametrize(

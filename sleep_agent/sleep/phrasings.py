@@ -291,6 +291,8 @@ def questions_of(sentence: str) -> list[Probe]:
             wh = ("Who" if span[1:2] and span[1][:1].isupper() else "What", True)  # "allergic to"
         if wh is None:
             continue
+        if k == 0 and len(clause.spans) > 1 and _adjective_complement(clause, clause.spans[1]):
+            continue  # "married to Tom": "What is my sister to Tom?" asks nothing; its span does
         if clause.lemma is None and k == 0 and _is_person(clause.subject):
             if span[0].lower() not in _DETERMINERS or clause.subject[0].lower() in _PRONOUNS:
                 continue  # "I am lactose intolerant": "What am I?" asks for nothing in particular
