@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sleep_agent import ServingConfig, SleepConfig, SleepPolicy
+from sleep_agent import RecallConfig, ServingConfig, SleepConfig, SleepPolicy
 from sleep_agent.chatbot.session import ChatSession, describe_sleep
 
 # Told in three sessions, as a user would over a few days.
@@ -54,6 +54,7 @@ def run(serving: str, home: Path) -> dict:
         home=home,
         serving=ServingConfig(backend=serving),
         policy=SleepPolicy(pending_episodes=None, pending_tokens=None, context_fraction=None),
+        recall=RecallConfig(include_consolidated=False),  # after the sleep, the weights alone answer
     )
     session = ChatSession.open("priya", config)
     try:

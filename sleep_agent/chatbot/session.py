@@ -1,8 +1,8 @@
 """One user's chat with sleepable memory: the state behind the terminal and the web chat.
 
 A user is a namespace (own buffer, own adapters); a session is a LangGraph thread. A new session
-starts with an empty context, so what the bot still knows there comes from its weights (or, for
-what it has not slept on yet, from recall of pending memories).
+starts with an empty context, so what the bot still knows there comes from its weights and from
+recall (``RecallConfig.include_consolidated`` off: from its weights alone, once it has slept).
 """
 
 from __future__ import annotations
