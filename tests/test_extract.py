@@ -277,6 +277,13 @@ def test_a_prompt_longer_than_max_length_loses_its_oldest_tokens_not_the_answer(
         ("My sister is married to Tom.", "Who is my sister married to?", "Tom"),
         ("Dana is good at chess.", "What is Dana good at?", "chess"),
         ("Rui is my manager.", "Who is Rui?", "manager"),
+        ("Rui is the new CTO at Acme.", "Who is Rui?", "CTO"),
+        ("I'm seeing Dr. Haas on Friday.", "Who am I seeing on Friday?", "Haas"),
+        ("I was born in Ohio.", "Where was I born?", "Ohio"),  # a passive keeps its place
+        ("Priya is from Chennai.", "Where is Priya from?", "Chennai"),
+        ("I'm good at Excel.", "What am I good at?", "Excel"),
+        ("I prefer to work over the weekend.", "When do I prefer to work?", "weekend"),
+        ("Jake's new address is 12 Oak St.", "What is Jake's new address?", "12"),
     ],
 )
 def test_the_wh_word_fits_the_verb_and_the_span(said, asked, keyword):
@@ -284,7 +291,14 @@ def test_the_wh_word_fits_the_verb_and_the_span(said, asked, keyword):
 
     probes = {p.question: p.keyword for p in questions_of(said)}
     assert probes.get(asked) == keyword, probes
-    clumsy = {"Who does our team use for tickets?", "Where do I prefer tea?", "What is my sister to Tom?"}
+    clumsy = {
+        "Who does our team use for tickets?",
+        "Where do I prefer tea?",
+        "What is my sister to Tom?",
+        "Who am I good at?",
+        "Where do I prefer?",
+        "How many Oak St is Jake's new address?",
+    }
     assert not clumsy & set(probes)
 
 
@@ -296,8 +310,19 @@ def test_the_wh_word_fits_the_verb_and_the_span(said, asked, keyword):
         ("My doctor said that I should cut down on salt.", "I should cut down on salt."),
         ("My parents mentioned they love Lisbon.", "My parents love Lisbon."),
         ("According to Rui, the demo is on Friday.", "The demo is on Friday."),
+        ("Tom said his sister lives in Rome.", "Tom's sister lives in Rome."),
+        ("According to Wen she is allergic to peanuts.", "Wen is allergic to peanuts."),
         ("I live in Paris.", None),
         ("In May I said nothing.", None),
+        # what reports no clause, or a clause that is not the speaker's fact
+        ("My doctor told me not to eat gluten.", None),
+        ("My friend told me about a great sushi place.", None),
+        ('Rui said, "I\'m moving to Lisbon."', None),  # the quote's "I" is Rui
+        ("My doctor never told me I had diabetes.", None),
+        ("The store said they're out of stock.", None),  # "they" is not the store
+        ("My daughter said her first word yesterday.", None),
+        ("What my boss said was that the project is cancelled.", None),
+        ("Mom says hi.", None),
     ],
 )
 def test_reported_speech_is_read_for_what_it_reports(said, meant):
@@ -313,9 +338,21 @@ def test_a_reported_fact_is_asked_about_the_person_it_concerns():
     assert fact.keyword == "peanuts"
 
 
+def test_a_reported_fact_the_rules_know_is_asked_by_the_rule_and_keeps_who_said_it():
+    (fact,) = facts_of("My doctor said my iron is low.")
+    assert fact.answer == "Your doctor said your iron is low."
+    assert any("my iron" in q for q in fact.questions) and not any("doctor said" in q for q in fact.questions)
+    (told,) = facts_of("The doctor said it's a sprain.")  # nothing to ask of "it": the sentence is asked
+    assert told.questions and told.answer == "The doctor said it's a sprain."
+
+
 def test_a_participle_after_a_noun_is_never_the_keyword():
     (fact,) = facts_of("The flour comes from a mill run by the Wenta family.")
     assert fact.keyword == "mill"
+    from sleep_agent.sleep.phrasings import keyword_of
+
+    assert keyword_of("my eggs scrambled".split()) == "scrambled"  # the wish itself
+    assert keyword_of("a cat that was rescued".split()) == "rescued"
 
 
 def test_what_a_named_user_is_is_also_asked_of_them_by_name():
@@ -324,3 +361,12 @@ def test_what_a_named_user_is_is_also_asked_of_them_by_name():
     (fact,) = extract_facts([Statement("I'm lactose intolerant.", "user", "e")], user="Hana")
     assert ("Is Hana lactose intolerant?", "Yes. Hana is lactose intolerant.") in fact.pairs
     assert not any(q.startswith("What is Hana") for q, _ in fact.pairs)
+    from sleep_agent.sleep.phrasings import questions_of
+
+    assert questions_of("Sara is not my boss.") == []  # never "Who is Sara?" of a denial
+
+
+def test_a_fact_with_one_third_person_question_holds_it_out():
+    (fact,) = extract_facts([Statement("I'm interested in pottery.", "user", "e")], user="Hana")
+    assert "What is Hana interested in?" in {p.question for p in fact.checks()}
+    assert "What is Hana interested in?" not in {q for q, _ in fact.pairs}

@@ -180,7 +180,11 @@ def extract_facts(statements: Sequence[Statement], *, user: str | None = None) -
     facts: list[Fact] = []
     for st in statements:
         sentence = _strip_preamble(st.text.strip())
-        fact = _by_rule(phrasings.expand(sentence), st.episode_id) or _seeded(sentence, st.episode_id, user)
+        said = phrasings.reported(sentence)  # "My doctor said my iron is low": "my iron is low"
+        fact = _by_rule(phrasings.expand(said or sentence), st.episode_id)
+        if fact is not None and said:  # the answer keeps who said it
+            fact = replace(fact, statement=sentence, answer=second_person(sentence))
+        fact = fact or _seeded(sentence, st.episode_id, user)
         if fact is None:  # "Total chaos.", "Morning!": no question would bring it back
             continue
         if user and st.source == "user":
@@ -199,7 +203,7 @@ def _seeded(sentence: str, episode_id: str, user: str | None) -> Fact | None:
     if user and phrasings.user_name([sentence]) == user:  # "I'm Wen." is the user's name
         asked = ["What is my name?", "Who am I?", "What am I called?"]
         return Fact(sentence, f"Your name is {user}.", tuple(asked[:-1]), asked[-1], user, episode_id)
-    said = phrasings.reported(sentence) or sentence  # "Wen told me she ..." is asked about Wen
+    said = _asked_about(sentence, answer, episode_id)
     wh = phrasings.questions_of(said)
     topics = phrasings.topic_questions(said, TOPIC_TEMPLATES)
     # a held-out topic question needs a keyword the question does not already say
@@ -216,6 +220,21 @@ def _seeded(sentence: str, episode_id: str, user: str | None) -> Fact | None:
     return Fact(
         sentence, answer, tuple(trained), first.question, first.keyword, episode_id, probes=tuple(more)
     )
+
+
+def _asked_about(sentence: str, answer: str, episode_id: str) -> str:
+    """What the questions ask about: what a reported statement reports ("Wen told me she is
+    allergic to peanuts" is asked about Wen), unless that gives no question ("the doctor said it's
+    a sprain"), in which case the sentence itself."""
+    said = phrasings.reported(sentence)
+    if said is None:
+        return sentence
+    asks = (
+        phrasings.questions_of(said)
+        or phrasings.topic_questions(said, TOPIC_TEMPLATES)
+        or _about_me(said, answer, episode_id)
+    )
+    return said if asks else sentence
 
 
 # What a user says they are ("I'm vegetarian", "We're married") has no wh-question of its own.
@@ -247,7 +266,8 @@ def _with_third_person(fact: Fact, sentence: str, user: str) -> Fact:
         return replace(fact, pairs=fact.pairs + ((phrasings.yes_no_question(clause), f"Yes. {third}"),))
     if not asked:
         return fact
-    held = asked.pop() if len(asked) > 1 else None
+    # the last question is held out, the only one too when the fact has nothing else held out
+    held = asked.pop() if len(asked) > 1 or not fact.checks() else None
     pairs = tuple((p.question, third) for p in asked[:3])
     return replace(fact, pairs=fact.pairs + pairs, probes=fact.probes + ((held,) if held else ()))
 

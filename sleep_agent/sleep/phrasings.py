@@ -29,7 +29,7 @@ _COPULA = frozenset("am is are was were".split())
 _HAVE = frozenset("have has had".split())
 _DO = frozenset("do does did".split())
 _PARTICIPLES = frozenset(
-    "been gone done seen known grown thrown flown drawn worn begun swum run come become".split()
+    "been gone done seen known grown thrown flown drawn worn begun swum run come become born".split()
 )
 _PARTICLES = frozenset("up down out off away back over".split())
 _FUNCTION_VERBS = _COPULA | _HAVE | _DO | _MODALS | {"be", "been", "not"}
@@ -171,7 +171,22 @@ _PERSON_VERBS = frozenset(
     "follow thank ask tell".split()
 )
 # Verbs of preference, after which "over" compares ("I prefer tea over coffee") and places nothing.
-_PREFERENCE_VERBS = frozenset("prefer choose pick favour favor like rank rate".split())
+_PREFERENCE_VERBS = frozenset("prefer choose pick favour favor rank rate".split())
+# Participles after "be" that state a condition and take a complement ("interested in pottery",
+# "married to Tom"); any other participle is a passive whose span keeps its own question ("born in
+# Ohio": where?). Those in _PERSON_ADJECTIVES take a person ("Who is my sister married to?").
+# Verbs after which "to" starts an infinitive, not a place ("I prefer to work", "I want to learn").
+_INFINITIVE_VERBS = frozenset(
+    "prefer like love hate want need plan hope try decide learn intend expect wish mean start "
+    "begin continue forget remember refuse agree promise".split()
+)
+_STATE_PARTICIPLES = frozenset(
+    "used interested addicted subscribed obsessed hooked involved excited worried scared tired bored "
+    "committed dedicated attached devoted opposed married engaged related allergic".split()
+)
+_PERSON_ADJECTIVES = frozenset(
+    "married engaged related grateful indebted kind nice mean rude loyal friends".split()
+)
 _NUMBER_WORDS = frozenset("two three four five six seven eight nine ten eleven twelve".split())
 _NOT_NAMES = frozenset(
     "Sorry Fine Good Great Back Here Home Ready Busy Tired Happy New Not Just Also Still Vegan Vegetarian "
@@ -283,23 +298,14 @@ def questions_of(sentence: str) -> list[Probe]:
         if not span or (len(span) == 1 and span[0].lower() in _PARTICLES):  # "wake up at 6"
             continue
         wh_is_object = k == 0 and span[0].lower() not in _SPAN_STARTS
-        lemma = verb_lemma(clause.lemma or clause.verb)
-        wh = _wh_word(span, is_object=wh_is_object, person_verb=lemma in _PERSON_VERBS)
-        if span[0].lower() == "over" and lemma in _PREFERENCE_VERBS:
-            wh = ("What", True)  # "What do I prefer tea over?"
-        elif k > 0 and _adjective_complement(clause, span) and (wh is None or wh[0] != "When"):
-            wh = ("Who" if span[1:2] and span[1][:1].isupper() else "What", True)  # "allergic to"
+        wh = _wh_for(clause, k, span, is_object=wh_is_object)
         if wh is None:
             continue
-        if k == 0 and len(clause.spans) > 1 and _adjective_complement(clause, clause.spans[1]):
-            continue  # "married to Tom": "What is my sister to Tom?" asks nothing; its span does
-        if clause.lemma is None and k == 0 and _is_person(clause.subject):
-            if span[0].lower() not in _DETERMINERS or clause.subject[0].lower() in _PRONOUNS:
-                continue  # "I am lactose intolerant": "What am I?" asks for nothing in particular
-            wh = ("Who", False)  # "Rui is my manager" -> "Who is Rui?"
         # the object's question keeps what follows it ("What do I keep under the flowerpot?"); a
         # span's question keeps only what came before it ("Where does the flour come from?")
-        if k == 0 and wh_is_object:
+        if wh == ("Who", False) and clause.lemma is None:  # "Rui is the new CTO at Acme": "Who is Rui?"
+            others = []
+        elif k == 0 and wh_is_object:
             others = [w for s in clause.spans[1:] for w in s]
         else:
             others = [w for s in clause.spans[:k] for w in s]
@@ -311,6 +317,48 @@ def questions_of(sentence: str) -> list[Probe]:
         question = _tidy(" ".join([wh[0], *[w for w in body if w], *trailing]))
         found.append(Probe(question, keyword_of(span)))
     return found
+
+
+def _wh_for(clause: Clause, k: int, span: Sequence[str], *, is_object: bool) -> tuple[str, bool] | None:
+    """The wh-word for span ``k`` of ``clause`` (None: the span is not asked about)."""
+    wh = _wh_word(span, is_object=is_object, person_verb=_takes_person(clause.lemma or clause.verb))
+    if k == 0 and len(clause.spans) > 1 and _adjective_complement(clause, clause.spans[1]):
+        return None  # "married to Tom": "What is my sister to Tom?" asks nothing; its span does
+    if k == 1 and _adjective_complement(clause, span) and (wh is None or wh[0] != "When"):
+        adjective = _adjective(clause).lower()
+        passive = _past_participle(adjective) and adjective not in _STATE_PARTICIPLES
+        if wh is not None and (passive or span[0].lower() == "from"):
+            return wh  # "I was born in Ohio": where?
+        named = len(span) > 1 and span[1][:1].isupper() and not span[1].endswith("'s")
+        return ("Who" if named and adjective in _PERSON_ADJECTIVES else "What", True)  # "allergic to"
+    if k == 0 and span[0].lower() == "to" and verb_lemma(clause.lemma or clause.verb) in _INFINITIVE_VERBS:
+        return None  # "I prefer to work ...": an infinitive, not a place
+    if span[0].lower() == "over" and verb_lemma(clause.lemma or clause.verb) in _PREFERENCE_VERBS:
+        head = next((w for w in span[1:] if w.lower() not in _DETERMINERS), "")
+        if _TIME_WORDS.fullmatch(head):
+            return ("When", False)  # "I prefer to work over the weekend"
+        return ("What", True)  # "What do I prefer tea over?"
+    if clause.lemma is None and k == 0 and _is_person(clause.subject):
+        if clause.subject[0].lower() in _PRONOUNS:
+            return None  # "I am lactose intolerant": "What am I?" asks for nothing in particular
+        if is_object:  # "Rui is my manager" -> "Who is Rui?"; "Rui is tired" asks nothing
+            negated = "not" in (m.lower() for m in clause.modifiers)
+            return ("Who", False) if span[0].lower() in _DETERMINERS and not negated else None
+    return wh
+
+
+def _takes_person(verb: str) -> bool:
+    """Whether a verb's capitalised object is a person: "met", "is seeing", "invited" (stemmed as said)."""
+    low = verb.lower()
+    stems = {verb_lemma(low)}
+    if low.endswith("ing") and len(low) > 5:
+        stems |= {low[:-3], low[:-3] + "e", low[:-4]}  # "seeing", "dating", "babysitting"
+    return any(stem in _PERSON_VERBS or stem + "e" in _PERSON_VERBS for stem in stems)
+
+
+def _adjective(clause: Clause) -> str:
+    words = [w for w in clause.spans[0] if w.lower() not in _ADVERBS]
+    return words[0] if len(words) == 1 else ""
 
 
 def _is_person(subject: Sequence[str]) -> bool:
@@ -325,13 +373,12 @@ def _is_person(subject: Sequence[str]) -> bool:
 
 def _adjective_complement(clause: Clause, span: Sequence[str]) -> bool:
     """Whether ``span`` completes an adjective after "be": "allergic to peanuts", "good at chess"."""
-    adjective = [w for w in clause.spans[0] if w.lower() not in _ADVERBS]
+    adjective = _adjective(clause)
     return (
         clause.lemma is None
-        and len(adjective) == 1
-        and adjective[0].isalpha()
-        and adjective[0].islower()
-        and adjective[0] not in _DETERMINERS
+        and adjective.isalpha()
+        and adjective.islower()
+        and adjective not in _DETERMINERS
         and span[0].lower() in _PREPOSITIONS
         and span is not clause.spans[0]
     )
@@ -351,7 +398,10 @@ _REPORTED = re.compile(
     r"mentioned|explained|confirmed|informed (?:me|us)|let (?:me|us) know|reminded (?:me|us)|thinks|believes|"
     r"reckons|warned (?:me|us))(?: that)?,? (?P<what>\S.*)$"
 )
-_ACCORDING = re.compile(r"^[Aa]ccording to (?P<who>[^,]{1,60}), (?P<what>\S.*)$")
+_NOT_A_CLAUSE = frozenset("not how what who why when where whether so yes no hi hello there".split())
+_ACCORDING = re.compile(
+    r"^[Aa]ccording to (?P<who>[^,]{1,60}?)(?:,\s*|\s+(?=(?:I|we|he|she|they|the|my|our)\b))(?P<what>\S.*)$"
+)
 _REPORTED_PRONOUN = re.compile(r"^(?:he|she|they)(?:'s|'re|'ll|'d)?\b", re.IGNORECASE)
 
 
@@ -363,6 +413,22 @@ def reported(sentence: str) -> str | None:
     if match is None or match.group("who").split()[0].lower() in _PREPOSITIONS:
         return None
     who, what = match.group("who"), match.group("what")
+    speaker = {w.lower() for w in who.split()}
+    if who.split()[0].lower() in _NOT_A_CLAUSE or what.split()[0].lower() in _FUNCTION_VERBS:
+        return None  # "What my boss said was that ...": no one is the speaker
+    if what[:1] in "\"'\u201c" or speaker & (_ADVERBS | _FUNCTION_VERBS | {"nobody", "never", "no"}):
+        return None  # a quote's "I" is the speaker's; "My doctor never told me ..." claims nothing
+    if what.split()[0].lower() in _PREPOSITIONS | _NOT_A_CLAUSE:
+        return None  # "told me about a place", "said to avoid ibuprofen", "said not to": no clause
+    plural = who.split()[-1].lower().endswith("s") or "and" in speaker
+    if re.match(r"they\b", what, re.IGNORECASE) and not plural:
+        return None  # "The store said they're out of stock": "they" is not the store itself
+    owned = re.sub(r"^(?:his|her|their)\b", f"{who}'s", what, flags=re.IGNORECASE)  # "Tom's sister"
+    if owned != what:  # "My daughter said her first word" reports nothing: no verb follows
+        clause = parse(owned)
+        if clause is None or not _verb_like(clause.verb, ""):
+            return None
+        what = owned
     pronoun = _REPORTED_PRONOUN.match(what)
     if pronoun:  # "she's moved" -> "Wen has moved"; "they love" stays plural ("my parents love")
         said, rest = pronoun.group(0).lower(), what[pronoun.end() :].lstrip()
@@ -370,7 +436,9 @@ def reported(sentence: str) -> str | None:
         contracted |= {"'ll": "will", "'d": "would"}
         aux = next((v for k, v in contracted.items() if said.endswith(k)), "")
         what = " ".join(w for w in (who, aux, rest) if w)
-    return what[:1].upper() + what[1:]
+    if what.split()[0].lower() in _DETERMINERS | _PRONOUNS:  # "the demo" -> "The demo", "revenue" stays
+        what = what[:1].upper() + what[1:]
+    return what if parse(what) is not None else None
 
 
 def as_request(sentence: str) -> str | None:
@@ -434,11 +502,18 @@ def keyword_of(span: Sequence[str]) -> str:
         if any(ch.isdigit() for ch in w):
             return w
     for w in words[1:] if words and words[0].lower() in _PREPOSITIONS else words:
-        if w[:1].isupper() and len(w) > 1:
+        if w[:1].isupper() and len(w) > 1 and not w.endswith("'s"):  # "Hana's" is whose, not what
             return w
     content = [w for w in words if w.lower() not in _DETERMINERS | _PREPOSITIONS | _ADVERBS]
-    # a participle closing a span qualifies the noun before it: "a mill run (by ...)" -> "mill"
-    while len(content) > 1 and _past_participle(content[-1]):
+    # a participle closing a span qualifies the noun before it: "a mill run (by ...)" -> "mill";
+    # not after "my" ("my eggs scrambled" is the wish) nor after a verb ("a cat that was rescued")
+    owned = bool(words) and words[0].lower() in ("my", "your", "his", "her", "our", "their")
+    while (
+        len(content) > 1
+        and not owned
+        and _past_participle(content[-1])
+        and content[-2].lower() not in _FUNCTION_VERBS | {"that", "which", "who"}
+    ):
         content.pop()
     return content[-1] if content else (words[-1] if words else "")
 
@@ -479,7 +554,8 @@ def _subject_end(words: Sequence[str]) -> int | None:
         w, low, prev = words[i], words[i].lower(), words[i - 1].lower()
         if low in _COPULA | _MODALS | _HAVE | _DO:
             return i
-        plural_head = i >= 2 and prev.endswith("s") and words[i - 2].lower() in _DETERMINERS
+        plural = prev.endswith("s") and not prev.endswith("'s")  # "my parents live", not "my son's dog"
+        plural_head = i >= 2 and plural and words[i - 2].lower() in _DETERMINERS
         if plural_head and w.isalpha() and w.islower() and low not in _PREPOSITIONS | _ADVERBS:
             return i  # "My parents live in Accra"
         if low in _ADVERBS and i + 1 < len(words) and _verb_like(words[i + 1], words[i]):
@@ -530,7 +606,8 @@ def _participle(word: str) -> bool:
 
 def _past_participle(word: str) -> bool:
     low = word.lower()
-    return (low.endswith("ed") and len(low) > 4) or low in _PARTICIPLES or low in _IRREGULAR_PAST
+    regular = low.endswith("ed") and not low.endswith("eed") and len(low) > 4  # not "breed", "speed"
+    return regular or low in _PARTICIPLES or low in _IRREGULAR_PAST
 
 
 def _do_support(verb: str, subject: Sequence[str]) -> tuple[str, str]:
@@ -611,7 +688,7 @@ def _wh_word(span: Sequence[str], *, is_object: bool, person_verb: bool = False)
     text = " ".join(span)
     first = span[0].lower()
     if is_object:
-        counted = span[1:2] and span[1].lower() not in ("and", "or", "to", "-")
+        counted = span[1:2] and span[1].islower() and span[1] not in ("and", "or", "to", "-")
         if (first[:1].isdigit() or first in _NUMBER_WORDS) and counted:
             return f"How many {' '.join(span[1:])}", False
         named = all(w[:1].isupper() for w in span) and first not in _DETERMINERS
