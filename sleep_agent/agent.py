@@ -9,6 +9,7 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import SystemMessage
+from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -28,13 +29,14 @@ def with_sleep_memory(
     """Wrap an agent node or graph: START -> recall -> agent -> record -> (sleep ->) END.
 
     ``agent`` reads and extends ``messages`` like any LangGraph node; a compiled graph with a
-    ``messages`` key works as a subgraph.
+    ``messages`` key works as a subgraph. The memory nodes run natively under ``invoke`` and
+    ``ainvoke``; a memory with a namespace template serves each run's own user.
     """
     builder = StateGraph(state_schema)
-    builder.add_node("recall", memory.recall_node)
+    builder.add_node("recall", RunnableLambda(memory.recall_node, afunc=memory.arecall_node, name="recall"))
     builder.add_node(name, agent)
-    builder.add_node("record", memory.record_node)
-    builder.add_node("sleep", memory.sleep_node)
+    builder.add_node("record", RunnableLambda(memory.record_node, afunc=memory.arecord_node, name="record"))
+    builder.add_node("sleep", RunnableLambda(memory.sleep_node, afunc=memory.asleep_node, name="sleep"))
     builder.add_edge(START, "recall")
     builder.add_edge("recall", name)
     builder.add_edge(name, "record")
@@ -75,14 +77,18 @@ def create_sleep_agent(
             bound.append(base)
         return bound[0]
 
-    def call_model(state: dict[str, Any]) -> dict[str, Any]:
+    def prompted(state: dict[str, Any]) -> list[Any]:
         messages = list(state["messages"])
-        if prompt:
-            messages = [SystemMessage(prompt), *messages]
-        return {"messages": [llm().invoke(messages)]}
+        return [SystemMessage(prompt), *messages] if prompt else messages
+
+    def call_model(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        return {"messages": [llm().invoke(prompted(state), config)]}
+
+    async def acall_model(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        return {"messages": [await llm().ainvoke(prompted(state), config)]}
 
     inner = StateGraph(SleepState)
-    inner.add_node("model", call_model)
+    inner.add_node("model", RunnableLambda(call_model, afunc=acall_model, name="model"))
     inner.add_edge(START, "model")
     if tools:
         inner.add_node("tools", ToolNode(tools))

@@ -4,12 +4,53 @@ from __future__ import annotations
 
 import os
 import re
+import string
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from sleep_agent.errors import NamespaceError
+
 NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
+
+
+def check_namespace(value: str) -> str:
+    """``value`` if it may name a namespace (it becomes part of paths and adapter names)."""
+    if not isinstance(value, str) or not NAMESPACE_PATTERN.match(value) or ".." in value:
+        raise ValueError(
+            f"namespace={value!r} is not allowed: use 1-63 letters, digits, '_', '.' or '-', "
+            "starting and ending with a letter or digit, no '..' (it becomes part of directory, collection "
+            "and adapter names)"
+        )
+    return value
+
+
+def template_fields(template: str) -> list[str]:
+    """The ``{names}`` a namespace template is filled from ([] for a plain namespace)."""
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+
+
+def resolve_namespace(template: str, values: Mapping[str, Any]) -> str:
+    """Fill a namespace template such as ``"user-{user_id}"`` from one run's values.
+
+    Raises :class:`NamespaceError` naming the missing key and where to put it, or the filled value
+    that is not a namespace.
+    """
+    fields = template_fields(template)
+    missing = [f for f in fields if values.get(f) in (None, "")]
+    if missing:
+        raise NamespaceError(
+            f"the memory's namespace {template!r} needs {', '.join(repr(m) for m in missing)} for this run: "
+            f"pass config={{'configurable': {{{missing[0]!r}: ...}}}} (or context={{{missing[0]!r}: ...}}) "
+            "to invoke/stream"
+        )
+    filled = template.format_map({f: str(values[f]) for f in fields})
+    try:
+        return check_namespace(filled)
+    except ValueError as e:
+        raise NamespaceError(f"{e} (filled from the template {template!r})") from e
 
 
 def default_cache_dir() -> Path:
@@ -132,7 +173,12 @@ class SleepPolicy(_Config):
 class SleepConfig(_Config):
     """What a :class:`SleepMemory` needs: who it remembers for, which model, where it keeps things."""
 
-    namespace: str = Field("default", description="memories and adapters are kept per namespace")
+    namespace: str = Field(
+        "default",
+        description="memories and adapters are kept per namespace; a template such as 'user-{user_id}' "
+        "is filled per run from config['configurable'] or the run's context, so one memory and one "
+        "graph serve many users",
+    )
     model: str = Field(
         default_factory=lambda: os.environ.get("SLEEP_AGENT_MODEL", "default"),
         validate_default=True,
@@ -156,15 +202,26 @@ class SleepConfig(_Config):
         """Tokens the served model sees at once (the server's max_model_len)."""
         return self.serving.max_model_len
 
+    @property
+    def per_run(self) -> bool:
+        """Whether the namespace is a template filled per run (one memory serving many users)."""
+        return bool(template_fields(self.namespace))
+
     @field_validator("namespace")
     @classmethod
     def _check_namespace(cls, value: str) -> str:
-        if not NAMESPACE_PATTERN.match(value) or ".." in value:
+        try:
+            fields = template_fields(value)
+        except ValueError as e:
+            raise ValueError(f"namespace={value!r} is not a valid template: {e}") from e
+        if not fields:
+            return check_namespace(value)
+        bad = [f for f in fields if not f.isidentifier()]
+        if bad:
             raise ValueError(
-                f"namespace={value!r} is not allowed: use 1-63 letters, digits, '_', '.' or '-', "
-                "starting and ending with a letter or digit, no '..' (it becomes part of directory, collection "
-                "and adapter names)"
+                f"namespace={value!r}: template fields must be plain names such as {{user_id}}, not {bad}"
             )
+        check_namespace(value.format_map(dict.fromkeys(fields, "x")))  # the literal parts are valid
         return value
 
     @field_validator("serving", mode="before")

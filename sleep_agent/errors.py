@@ -47,3 +47,7 @@ class NamespaceBusyError(SleepAgentError):
 
 class ServerUnavailableError(SleepAgentError, ConnectionError):
     """The serving backend stopped answering (killed, restarting, unreachable); nothing was lost."""
+
+
+class NamespaceError(SleepAgentError, ValueError):
+    """A per-run namespace could not be resolved: the run gave no user, or one that cannot name a namespace."""

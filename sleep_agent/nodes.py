@@ -5,14 +5,20 @@
     builder.add_node("sleep", memory.sleep_node)       # consolidate (blocking or in the background)
     builder.add_conditional_edges("record", memory.should_sleep)   # -> "sleep" or END
 
-Nodes are plain callables over state. They work with ``MessagesState``; with :class:`SleepState`
-the sleep decision and the last report are also kept in the graph state.
+Nodes are plain callables over state, each with an async twin (``arecall_node``...). They work
+with ``MessagesState``; with :class:`SleepState` the sleep decision and the last report are also
+kept in the graph state.
+
+One memory serves many users when its namespace is a template: ``SleepConfig(namespace=
+"user-{user_id}")`` is filled on every call from ``config["configurable"]`` or the run's
+``context``, and each user gets their own buffer, lock, adapters and sleeps on one shared server.
 """
 
+import asyncio
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NotRequired
 
@@ -20,11 +26,13 @@ from langchain_core.messages import BaseMessage, HumanMessage, RemoveMessage, Sy
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, MessagesState
+from langgraph.graph.message import REMOVE_ALL_MESSAGES
+from langgraph.runtime import CONFIG_KEY_RUNTIME
 
 from sleep_agent.buffer import EpisodeBuffer, Recalled
-from sleep_agent.config import SleepConfig
+from sleep_agent.config import SleepConfig, check_namespace, resolve_namespace
 from sleep_agent.episodes import RECALL_MARKER, Episode, TokenCounter, is_recall_message, last_turn
-from sleep_agent.errors import NamespaceBusyError, SleepAgentError
+from sleep_agent.errors import NamespaceBusyError, NamespaceError, SleepAgentError
 from sleep_agent.locks import NamespaceLock
 from sleep_agent.policy import SleepDecision, decide
 from sleep_agent.sleep.cycle import SleepCycle, SleepReport
@@ -54,7 +62,8 @@ class SleepState(MessagesState):
 
 
 class SleepMemory:
-    """Episodic buffer, sleep policy, sleep cycle and served model for one namespace."""
+    """Episodic buffer, sleep policy, sleep cycle and served model for one namespace, or for a
+    namespace per user when ``config.namespace`` is a template (see :meth:`for_run`)."""
 
     def __init__(
         self,
@@ -78,9 +87,15 @@ class SleepMemory:
         self._owns_backend = backend is None
         self._attached = False
         self._token_counter = token_counter
-        self.buffer = EpisodeBuffer.from_config(self.config, token_counter=self.count_tokens)
+        self._parent: SleepMemory | None = None
+        self._scopes: dict[str, SleepMemory] = {}
+        self._scopes_lock = threading.Lock()
+        self._buffer: EpisodeBuffer | None = None
+        self._namespace_lock: NamespaceLock | None = None
+        if not self.config.per_run:
+            self._buffer = EpisodeBuffer.from_config(self.config, token_counter=self.count_tokens)
+            self._namespace_lock = NamespaceLock(self.config.home, self.config.namespace)
         self._sleep_lock = threading.Lock()
-        self._namespace_lock = NamespaceLock(self.config.home, self.config.namespace)
         self._sleep_thread: threading.Thread | None = None
         self._requested = threading.Event()
         self._consolidated_messages: set[str] = set()
@@ -96,11 +111,53 @@ class SleepMemory:
     # -- the nodes -------------------------------------------------------------------------
 
     def recall_node(self, state: dict[str, Any], config: RunnableConfig | None = None) -> dict[str, Any]:
-        """Put the pending memories relevant to the last user message into the prompt.
+        """Put the memories relevant to the last user message into the prompt.
 
         The memory message replaces the one injected on the previous turn, so the state never
-        holds more than one. Memories already in the state's messages are not repeated.
+        holds more than one; it sits at the front, after the agent's own system messages, which
+        chat templates that take one leading system message need. Memories already in the state's
+        messages are not repeated.
         """
+        return self.for_run(config)._recall_node(state)
+
+    async def arecall_node(
+        self, state: dict[str, Any], config: RunnableConfig | None = None
+    ) -> dict[str, Any]:
+        """Async twin of :meth:`recall_node` (Chroma's client is sync: it runs in a worker thread)."""
+        return await asyncio.to_thread(self.for_run(config)._recall_node, state)
+
+    def record_node(self, state: dict[str, Any], config: RunnableConfig | None = None) -> dict[str, Any]:
+        """Record the last turn (from the last user message on) and decide whether to sleep."""
+        return self.for_run(config)._record_node(state, config)
+
+    async def arecord_node(
+        self, state: dict[str, Any], config: RunnableConfig | None = None
+    ) -> dict[str, Any]:
+        """Async twin of :meth:`record_node`."""
+        return await asyncio.to_thread(self.for_run(config)._record_node, state, config)
+
+    def should_sleep(
+        self, state: dict[str, Any], config: RunnableConfig | None = None
+    ) -> Literal["sleep", "__end__"]:
+        """Route to ``"sleep"`` or END, from the decision ``record_node`` made."""
+        return self.for_run(config)._should_sleep(state, config)
+
+    def sleep_node(self, state: dict[str, Any], config: RunnableConfig | None = None) -> dict[str, Any]:
+        """Run a cycle: blocking (the default), or in a thread with ``policy.background=True``.
+
+        A blocking sleep inside a graph run writes its progress to LangGraph's custom stream
+        (``stream_mode="custom"``): one event per stage, training step and gate result.
+        """
+        return self.for_run(config)._sleep_node(state)
+
+    async def asleep_node(
+        self, state: dict[str, Any], config: RunnableConfig | None = None
+    ) -> dict[str, Any]:
+        """Async twin of :meth:`sleep_node`: the cycle runs in a worker thread, so other runs on
+        the event loop (other users' turns) go on while it trains."""
+        return await asyncio.to_thread(self.for_run(config)._sleep_node, state)
+
+    def _recall_node(self, state: dict[str, Any]) -> dict[str, Any]:
         messages: list[BaseMessage] = state.get("messages", [])
         updates: list[BaseMessage] = [
             RemoveMessage(id=m.id) for m in messages if is_recall_message(m) and m.id
@@ -116,11 +173,14 @@ class SleepMemory:
             ]
             text = self._format_memories(recalled)
             if text:
-                updates.append(SystemMessage(text, name=RECALL_MARKER))
+                return {
+                    "messages": _with_recall_in_front(
+                        messages, updates, SystemMessage(text, name=RECALL_MARKER)
+                    )
+                }
         return {"messages": updates} if updates else {}
 
-    def record_node(self, state: dict[str, Any], config: RunnableConfig | None = None) -> dict[str, Any]:
-        """Record the last turn (from the last user message on) and decide whether to sleep."""
+    def _record_node(self, state: dict[str, Any], config: RunnableConfig | None) -> dict[str, Any]:
         messages: list[BaseMessage] = state.get("messages", [])
         turn = last_turn(messages)
         previous_activity = self._last_activity
@@ -138,18 +198,16 @@ class SleepMemory:
         self._last_decision[_thread_id(config)] = decision
         return {"sleep_decision": decision.to_dict()}
 
-    def should_sleep(
-        self, state: dict[str, Any], config: RunnableConfig | None = None
+    def _should_sleep(
+        self, state: dict[str, Any], config: RunnableConfig | None
     ) -> Literal["sleep", "__end__"]:
-        """Route to ``"sleep"`` or END, from the decision ``record_node`` made."""
         decision = state.get("sleep_decision")
         if decision is None:  # a MessagesState graph drops the key; the memory kept it
             kept = self._last_decision.get(_thread_id(config))
             decision = kept.to_dict() if kept else self.decide(state.get("messages", [])).to_dict()
         return "sleep" if decision["sleep"] else END
 
-    def sleep_node(self, state: dict[str, Any], config: RunnableConfig | None = None) -> dict[str, Any]:
-        """Run a cycle: blocking (the default), or in a thread with ``policy.background=True``."""
+    def _sleep_node(self, state: dict[str, Any]) -> dict[str, Any]:
         decision = state.get("sleep_decision") or {}
         trigger = decision.get("reason", "requested")
         if self.config.policy.background:
@@ -166,6 +224,73 @@ class SleepMemory:
             "sleep_requested": False,
             "sleep_report": report.model_dump(),
         }
+
+    # -- users -----------------------------------------------------------------------------
+
+    def for_run(self, config: RunnableConfig | None = None) -> "SleepMemory":
+        """The memory of the user a run is for: this one, or (namespace template) that user's own.
+
+        The template is filled from the run's ``context`` and ``config["configurable"]`` (context
+        wins); called without a config inside a graph run or chat model call, the current run's is
+        used. Raises :class:`NamespaceError` when the run names no user.
+        """
+        if not self.config.per_run:
+            return self
+        if config is None:
+            from langchain_core.runnables.config import ensure_config
+
+            config = ensure_config()
+        return self.for_namespace(resolve_namespace(self.config.namespace, run_values(config)))
+
+    def for_namespace(self, namespace: str) -> "SleepMemory":
+        """One user's memory by namespace (this memory itself when it has a fixed namespace).
+
+        Every user of a template memory shares its cycle, token counter, agent prompts and serving
+        backend (one server, an adapter per user); buffers, locks, adapters and sleeps are theirs.
+        """
+        if not self.config.per_run:
+            if namespace != self.config.namespace:
+                raise NamespaceError(
+                    f"this memory is for namespace {self.config.namespace!r}, not {namespace!r}; give it "
+                    "a template such as SleepConfig(namespace='user-{user_id}') to serve many users"
+                )
+            return self
+        with self._scopes_lock:
+            scope = self._scopes.get(namespace)
+            if scope is None:
+                scope = SleepMemory(
+                    self.config.model_copy(update={"namespace": check_namespace(namespace)}),
+                    cycle=self.cycle,
+                    token_counter=self.count_tokens,
+                    recall_prompt=self.recall_prompt,
+                )
+                scope._parent = self
+                scope._owns_backend = False
+                scope.agent_prompts = self.agent_prompts
+                self._scopes[namespace] = scope
+            return scope
+
+    def namespaces(self) -> list[str]:
+        """The namespaces this memory has served since it was built (a template memory's users)."""
+        return sorted(self._scopes) if self.config.per_run else [self.config.namespace]
+
+    @property
+    def buffer(self) -> EpisodeBuffer:
+        """This namespace's episodes (a template memory has none of its own: see :meth:`for_run`)."""
+        if self._buffer is None:
+            raise self._per_run_error("buffer")
+        return self._buffer
+
+    def _one_namespace(self, what: str) -> str:
+        if self.config.per_run:
+            raise self._per_run_error(what)
+        return self.config.namespace
+
+    def _per_run_error(self, what: str) -> NamespaceError:
+        return NamespaceError(
+            f"this memory serves one namespace per user ({self.config.namespace!r}), so {what} belongs to "
+            "one of them: use memory.for_namespace('...') or memory.for_run(config) first"
+        )
 
     # -- the memory ------------------------------------------------------------------------
 
@@ -198,6 +323,7 @@ class SleepMemory:
 
     def request_sleep(self) -> None:
         """Make the next ``should_sleep`` route to sleep, whatever the thresholds say."""
+        self._one_namespace("request_sleep()")
         self._requested.set()
 
     def maybe_sleep(self) -> SleepReport | None:
@@ -212,10 +338,11 @@ class SleepMemory:
 
         ``forgotten``: consolidated episodes erased since the last sleep (see :meth:`forget`).
         """
+        lock = self._require_lock("sleep()")
         if not self._sleep_lock.acquire(blocking=False):
             raise SleepAgentError("a sleep cycle is already running for this memory; wait() for it first")
         try:
-            with self._namespace_lock:  # NamespaceBusyError when another memory or process sleeps it
+            with lock:  # NamespaceBusyError when another memory or process sleeps it
                 return self._run_cycle(trigger, forgotten)
         finally:
             self._sleep_lock.release()
@@ -226,10 +353,11 @@ class SleepMemory:
         Returns False (and starts nothing) when a cycle of this namespace is already running, here
         or in another memory or process.
         """
+        lock = self._require_lock("sleep_in_background()")
         if not self._sleep_lock.acquire(blocking=False):
             return False
         try:
-            self._namespace_lock.acquire()
+            lock.acquire()
         except NamespaceBusyError as e:
             self._sleep_lock.release()
             log.info("not sleeping: %s", e)
@@ -241,19 +369,31 @@ class SleepMemory:
             except Exception:  # the report holds the error; a background thread has no caller
                 log.exception("background sleep cycle failed")
             finally:
-                self._namespace_lock.release()
+                lock.release()
                 self._sleep_lock.release()
 
         self._sleep_thread = threading.Thread(target=run, name=f"sleep-{self.config.namespace}", daemon=True)
         self._sleep_thread.start()
         return True
 
+    async def asleep(self, *, trigger: str = "requested") -> SleepReport:
+        """Async twin of :meth:`sleep`: the cycle runs in a worker thread, the event loop goes on."""
+        return await asyncio.to_thread(self.sleep, trigger=trigger)
+
+    def _require_lock(self, what: str) -> NamespaceLock:
+        if self._namespace_lock is None:
+            raise self._per_run_error(what)
+        return self._namespace_lock
+
     @property
     def sleeping(self) -> bool:
-        return self._sleep_lock.locked()
+        """Whether a cycle runs (for a template memory: any user's)."""
+        return self._sleep_lock.locked() or any(m.sleeping for m in list(self._scopes.values()))
 
     def wait(self, timeout: float | None = None) -> SleepReport | None:
-        """Wait for a background cycle to finish; returns its report."""
+        """Wait for a background cycle to finish (a template memory: every user's); returns its report."""
+        for scope in list(self._scopes.values()):
+            scope.wait(timeout)
         if self._sleep_thread is not None:
             self._sleep_thread.join(timeout)
         return self.last_report
@@ -330,10 +470,19 @@ class SleepMemory:
     def _registry(self) -> "AdapterRegistry":
         from sleep_agent.adapters import AdapterRegistry
 
-        return AdapterRegistry(self.config.home, self.config.namespace)
+        return AdapterRegistry(self.config.home, self._one_namespace("the adapter registry"))
 
     def status(self) -> dict[str, Any]:
-        """Counts per status, pending load, active adapter, whether sleeping, the last report."""
+        """Counts per status, pending load, active adapter, whether sleeping, the last report.
+
+        A template memory reports each user it has served under ``users``.
+        """
+        if self.config.per_run:
+            return {
+                "namespace": self.config.namespace,
+                "users": {ns: self._scopes[ns].status() for ns in self.namespaces()},
+                "sleeping": self.sleeping,
+            }
         pending = self.buffer.pending_stats()
         return {
             "namespace": self.config.namespace,
@@ -350,13 +499,16 @@ class SleepMemory:
     @property
     def backend(self) -> "ServingBackend":
         """The serving backend, started on first use (vLLM takes about a minute on CPU)."""
+        if self._backend is None and self._parent is not None:  # one server for every user
+            self._backend = self._parent.backend
         if self._backend is None:
             from sleep_agent.serving import create_backend
 
             self._backend = create_backend(self.config)
             self._backend.start()
             self._serve_current_version()
-        elif not self._attached:  # a shared server: serve this namespace's version if it has none
+        elif not self._attached and not self.config.per_run:
+            # a shared server: serve this namespace's version if it has none
             self._backend.start()
             if self._backend.active_for(self.config.namespace) is None:
                 self._serve_current_version()
@@ -382,7 +534,7 @@ class SleepMemory:
         from sleep_agent.adapters import AdapterRegistry
         from sleep_agent.serving.base import activate_with_retry, adapter_name
 
-        registry = AdapterRegistry(self.config.home, self.config.namespace)
+        registry = AdapterRegistry(self.config.home, self._one_namespace("reload()"))
         version = registry.current()
         if version is None:
             return None
@@ -397,6 +549,8 @@ class SleepMemory:
         from sleep_agent.adapters import AdapterRegistry
         from sleep_agent.serving.base import adapter_name
 
+        if self.config.per_run:  # each user's version is served when that user is first seen
+            return
         registry = AdapterRegistry(self.config.home, self.config.namespace)
         version = registry.current()
         if version is not None and self._backend is not None:
@@ -406,8 +560,16 @@ class SleepMemory:
         """A LangChain chat model bound to this namespace's adapter; it follows each new version.
 
         On a server shared by several memories, it never answers with another namespace's adapter.
+        A template memory's chat model picks the adapter of the user each call's run is for.
         """
+        if self.config.per_run:
+            return self.backend.chat_model(namespace=self._namespace_of_current_run, **kwargs)
         return self.backend.chat_model(namespace=self.config.namespace, **kwargs)
+
+    def _namespace_of_current_run(self) -> str:
+        scope = self.for_run()
+        scope.backend  # noqa: B018 -- serves this user's current version on the shared server
+        return scope.config.namespace
 
     def count_tokens(self, messages: Sequence[BaseMessage]) -> int:
         """Tokens of ``messages`` as the served model counts them, chat template included."""
@@ -416,7 +578,7 @@ class SleepMemory:
         return int(self._token_counter(messages))
 
     def close(self) -> None:
-        """Wait for a running cycle, then stop the backend this memory started."""
+        """Wait for a running cycle (every user's), then stop the backend this memory started."""
         self.wait()
         if self._backend is not None and self._owns_backend:
             self._backend.stop()
@@ -460,7 +622,8 @@ class SleepMemory:
     @property
     def reports_dir(self) -> Path:
         """Where every sleep's report is kept as JSON: ``HOME/reports/<namespace>/``."""
-        return Path(self.config.home).expanduser().resolve() / "reports" / self.config.namespace
+        namespace = self._one_namespace("reports")
+        return Path(self.config.home).expanduser().resolve() / "reports" / namespace
 
     def reports(self) -> list[SleepReport]:
         """Reports of earlier sleeps, oldest first (failed ones included, with their error)."""
@@ -474,7 +637,7 @@ class SleepMemory:
         from sleep_agent.adapters import AdapterRegistry
         from sleep_agent.serving.base import adapter_name
 
-        registry = AdapterRegistry(self.config.home, self.config.namespace)
+        registry = AdapterRegistry(self.config.home, self._one_namespace("rollback()"))
         target = registry.rollback(version)
         name = adapter_name(self.config.namespace, target)
         if self._backend is not None:
@@ -530,6 +693,23 @@ class SleepMemory:
         return self.recall_prompt.format(memories="\n".join(lines)) if lines else ""
 
 
+def _with_recall_in_front(
+    messages: Sequence[BaseMessage], removals: Sequence[RemoveMessage], recall: SystemMessage
+) -> list[BaseMessage]:
+    """The state's messages rewritten with ``recall`` after the leading system messages.
+
+    Appended after the user turn (the reducer's default), it was a second system message in the
+    middle of the conversation, which the chat templates of Gemma and Mistral, among others,
+    reject; the served chat models merge the leading system messages into one.
+    """
+    gone = {r.id for r in removals}
+    kept = [m for m in messages if m.id not in gone and not is_recall_message(m)]
+    lead = 0
+    while lead < len(kept) and isinstance(kept[lead], SystemMessage):
+        lead += 1
+    return [RemoveMessage(id=REMOVE_ALL_MESSAGES), *kept[:lead], recall, *kept[lead:]]
+
+
 def _tells_something(episode: Episode) -> bool:
     """Whether the user or a tool stated anything: a turn of questions alone ("What is my diet?")
     holds no memory, and recalled into later prompts it only crowds them with other questions."""
@@ -550,6 +730,19 @@ def _model_token_counter(config: SleepConfig) -> TokenCounter:
     except Exception as e:
         log.warning("counting tokens approximately (chars/4): the model's tokenizer is unavailable: %s", e)
         return count_tokens_approximately
+
+
+def run_values(config: RunnableConfig | None) -> dict[str, Any]:
+    """What a namespace template is filled from: ``configurable`` overlaid with the run's context."""
+    configurable = dict((config or {}).get("configurable") or {})
+    values = {k: v for k, v in configurable.items() if not k.startswith("__")}
+    runtime = configurable.get(CONFIG_KEY_RUNTIME)
+    context = getattr(runtime, "context", None)
+    if isinstance(context, Mapping):
+        values.update(context)
+    elif context is not None:  # a dataclass or pydantic context schema
+        values.update({k: v for k, v in vars(context).items() if not k.startswith("_")})
+    return values
 
 
 def _thread_id(config: RunnableConfig | None) -> str:

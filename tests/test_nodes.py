@@ -64,6 +64,11 @@ def make_memory(namespace: str = "alice", cycle=None, **policy) -> SleepMemory:
     return SleepMemory(config, cycle=cycle or AcceptAll(), token_counter=count_tokens_approximately)
 
 
+def recall_messages(update: dict) -> list:
+    """The memory messages a recall_node update puts in the state."""
+    return [m for m in update.get("messages", []) if getattr(m, "name", None) == RECALL_MARKER]
+
+
 def turns(graph, texts: Sequence[str], thread: str = "t1") -> list[dict]:
     config = {"configurable": {"thread_id": thread}}
     return [graph.invoke({"messages": [("user", t)]}, config) for t in texts]
@@ -105,7 +110,7 @@ def test_recall_stays_inside_its_token_budget():
     for i in range(4):
         memory.buffer.record([("user", f"Fact {i}: the cat Pixel likes " + "very " * 20 + "long naps.")])
     update = memory.recall_node({"messages": [HumanMessage("what does my cat like?", id="q")]})
-    (message,) = update["messages"]
+    (message,) = recall_messages(update)
     assert isinstance(message, SystemMessage) and "Pixel" in message.content
     assert count_tokens_approximately([message]) <= 120
     assert 1 <= message.content.count("Fact ") < 4  # four would not fit
@@ -328,10 +333,10 @@ def test_recall_shows_only_grounded_words_unless_asked():
     memory = make_memory()
     memory.buffer.record([("user", "My cat is called Pixel."), ("ai", "Your cat Pixel is a dog named Rex.")])
     question = {"messages": [HumanMessage("what is my cat called?", id="q")]}
-    (grounded,) = memory.recall_node(question)["messages"]
+    (grounded,) = recall_messages(memory.recall_node(question))
     assert "Pixel" in grounded.content and "Rex" not in grounded.content
     memory.config.recall = RecallConfig(k=2, sources=("user", "assistant"))
-    (everything,) = memory.recall_node(question)["messages"]
+    (everything,) = recall_messages(memory.recall_node(question))
     assert "Rex" in everything.content
 
 
@@ -343,7 +348,7 @@ def test_a_memory_too_long_for_the_budget_does_not_keep_shorter_ones_out():
     query = "what does my cat Pixel like?"
     assert "naps" in memory.recall(query)[0].episode.text  # the long one is the nearest
     update = memory.recall_node({"messages": [HumanMessage(query, id="q")]})
-    (message,) = update["messages"]
+    (message,) = recall_messages(update)
     assert "vet opens" in message.content and "naps" not in message.content
 
 
@@ -356,7 +361,7 @@ def test_a_memory_with_nothing_to_show_does_not_keep_the_next_ones_out():
     memory.buffer.record([("user", "The vet opens at nine.")])
     query = "What does my cat Pixel like?"
     assert memory.recall(query)[0].episode.parts[0].source == "assistant"  # the nearest shows nothing
-    (message,) = memory.recall_node({"messages": [HumanMessage(query, id="q")]})["messages"]
+    (message,) = recall_messages(memory.recall_node({"messages": [HumanMessage(query, id="q")]}))
     assert "vet opens" in message.content and "naps" not in message.content
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +15,7 @@ from sleep_agent.serving.router import AdapterRouter
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import BaseMessage
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,30 @@ class SwapTiming:
     load_s: float
     drain_s: float
     unload_s: float
+
+
+Namespace = str | Callable[[], str | None] | None
+"""A chat model's namespace: fixed, or looked up per call (a memory serving many users)."""
+
+
+def namespace_now(namespace: Namespace) -> str | None:
+    """The namespace a call goes to now."""
+    return namespace() if callable(namespace) else namespace
+
+
+def one_system_message(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """``messages`` with every system message merged into one at the front.
+
+    The agent's prompt and the recalled memories are two system messages; the chat templates of
+    Gemma, Mistral and others take at most one, and only first.
+    """
+    from langchain_core.messages import SystemMessage
+
+    system = [m for m in messages if isinstance(m, SystemMessage)]
+    if len(system) <= 1 and (not system or messages[0] is system[0]):
+        return list(messages)
+    merged = SystemMessage("\n\n".join(m.text for m in system if m.text))
+    return [merged, *(m for m in messages if not isinstance(m, SystemMessage))]
 
 
 def adapter_name(namespace: str, version: int) -> str:
@@ -98,10 +123,11 @@ class ServingBackend(ABC):
     def _chat(self, messages: Sequence[Message], model: str, params: GenerationParams) -> str: ...
 
     @abstractmethod
-    def chat_model(self, *, namespace: str | None = None, **kwargs: Any) -> BaseChatModel:
+    def chat_model(self, *, namespace: Namespace = None, **kwargs: Any) -> BaseChatModel:
         """A LangChain chat model that always answers with ``namespace``'s active adapter.
 
-        ``namespace=None`` follows whichever adapter was activated last (a server with one user).
+        ``namespace=None`` follows whichever adapter was activated last (a server with one user);
+        a callable is asked on every call (a memory serving many users).
         """
 
     # -- shared behaviour ------------------------------------------------------------------

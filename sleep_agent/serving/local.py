@@ -17,7 +17,14 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import PrivateAttr
 
 from sleep_agent.errors import AdapterLoadError, ModelNotFoundError
-from sleep_agent.serving.base import GenerationParams, Message, ServingBackend
+from sleep_agent.serving.base import (
+    GenerationParams,
+    Message,
+    Namespace,
+    ServingBackend,
+    namespace_now,
+    one_system_message,
+)
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
 
@@ -33,9 +40,9 @@ class LocalChatModel(BaseChatModel):
     max_tokens: int = 128
     temperature: float = 0.0
     _backend: LocalServer = PrivateAttr()
-    _namespace: str | None = PrivateAttr(default=None)
+    _namespace: Namespace = PrivateAttr(default=None)
 
-    def __init__(self, *, backend: LocalServer, namespace: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, backend: LocalServer, namespace: Namespace = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._backend = backend
         self._namespace = namespace
@@ -51,9 +58,9 @@ class LocalChatModel(BaseChatModel):
         run_manager: Any = None,
         **kwargs: Any,
     ) -> ChatResult:
-        with self._backend.router.request(namespace=self._namespace) as target:
+        with self._backend.router.request(namespace=namespace_now(self._namespace)) as target:
             text = self._backend._chat(
-                to_chat_messages(messages),
+                to_chat_messages(one_system_message(messages)),
                 target,
                 GenerationParams(
                     max_tokens=kwargs.get("max_tokens", self.max_tokens),
@@ -159,5 +166,5 @@ class LocalServer(ServingBackend):
             text = text.split(s)[0]
         return text.strip()
 
-    def chat_model(self, *, namespace: str | None = None, **kwargs: Any) -> LocalChatModel:
+    def chat_model(self, *, namespace: Namespace = None, **kwargs: Any) -> LocalChatModel:
         return LocalChatModel(backend=self, namespace=namespace, **kwargs)

@@ -36,7 +36,14 @@ from sleep_agent.errors import (
     ServerUnavailableError,
     log_tail,
 )
-from sleep_agent.serving.base import GenerationParams, Message, ServingBackend
+from sleep_agent.serving.base import (
+    GenerationParams,
+    Message,
+    Namespace,
+    ServingBackend,
+    namespace_now,
+    one_system_message,
+)
 from sleep_agent.serving.router import AdapterRouter
 
 log = logging.getLogger(__name__)
@@ -52,9 +59,9 @@ class RoutedChatOpenAI(ChatOpenAI):
     """
 
     _router: AdapterRouter = PrivateAttr()
-    _namespace: str | None = PrivateAttr(default=None)
+    _namespace: Namespace = PrivateAttr(default=None)
 
-    def __init__(self, *, router: AdapterRouter, namespace: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, router: AdapterRouter, namespace: Namespace = None, **kwargs: Any) -> None:
         super().__init__(model=router.base_name, **kwargs)
         self._router = router
         self._namespace = namespace
@@ -64,20 +71,40 @@ class RoutedChatOpenAI(ChatOpenAI):
         return "sleep-agent-vllm"
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
-        with self._router.request(namespace=self._namespace) as target, _unavailable(self.openai_api_base):
-            return super()._generate(messages, stop, run_manager, **{**kwargs, "model": target})
+        with (
+            self._router.request(namespace=namespace_now(self._namespace)) as target,
+            _unavailable(self.openai_api_base),
+        ):
+            return super()._generate(
+                one_system_message(messages), stop, run_manager, **{**kwargs, "model": target}
+            )
 
     async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
-        with self._router.request(namespace=self._namespace) as target, _unavailable(self.openai_api_base):
-            return await super()._agenerate(messages, stop, run_manager, **{**kwargs, "model": target})
+        with (
+            self._router.request(namespace=namespace_now(self._namespace)) as target,
+            _unavailable(self.openai_api_base),
+        ):
+            return await super()._agenerate(
+                one_system_message(messages), stop, run_manager, **{**kwargs, "model": target}
+            )
 
     def _stream(self, messages, stop=None, run_manager=None, **kwargs) -> Iterator[Any]:  # type: ignore[no-untyped-def]
-        with self._router.request(namespace=self._namespace) as target, _unavailable(self.openai_api_base):
-            yield from super()._stream(messages, stop, run_manager, **{**kwargs, "model": target})
+        with (
+            self._router.request(namespace=namespace_now(self._namespace)) as target,
+            _unavailable(self.openai_api_base),
+        ):
+            yield from super()._stream(
+                one_system_message(messages), stop, run_manager, **{**kwargs, "model": target}
+            )
 
     async def _astream(self, messages, stop=None, run_manager=None, **kwargs) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
-        with self._router.request(namespace=self._namespace) as target, _unavailable(self.openai_api_base):
-            async for chunk in super()._astream(messages, stop, run_manager, **{**kwargs, "model": target}):
+        with (
+            self._router.request(namespace=namespace_now(self._namespace)) as target,
+            _unavailable(self.openai_api_base),
+        ):
+            async for chunk in super()._astream(
+                one_system_message(messages), stop, run_manager, **{**kwargs, "model": target}
+            ):
                 yield chunk
 
 
@@ -343,7 +370,7 @@ class VLLMServer(ServingBackend):
             )
         return response.choices[0].message.content or ""
 
-    def chat_model(self, *, namespace: str | None = None, **kwargs: Any) -> RoutedChatOpenAI:
+    def chat_model(self, *, namespace: Namespace = None, **kwargs: Any) -> RoutedChatOpenAI:
         if self.base_url is None:
             raise ServerStartError("the server is not started; call start() before chat_model()")
         kwargs.setdefault("temperature", 0.0)

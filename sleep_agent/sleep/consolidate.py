@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sleep_agent.progress import training_callback
+
 IGNORE_INDEX = -100
 
 
@@ -241,6 +243,7 @@ def train_adapter(
         )
         if not progress:  # with tqdm off, the Trainer prints every log dict instead
             trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(training_callback())  # step and loss to a streaming graph run
         started = time.perf_counter()
         output = trainer.train()
         seconds = time.perf_counter() - started

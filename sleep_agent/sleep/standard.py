@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sleep_agent import progress
 from sleep_agent.adapters import AdapterRegistry, Manifest
 from sleep_agent.doctor import scratch_dir
 from sleep_agent.episodes import Episode
@@ -242,6 +243,7 @@ class StandardCycle:
                     self.config.gate,
                 )
             report.metrics.update(result.metrics())
+            progress.emit({"stage": "gate", "accepted": result.accepted, "reason": result.reason})
             if self.last_night is not None:  # this sleep dreamed
                 report.metrics["dreams"]["learned"] = self._learned(memory, name)
             if not result.accepted and forgetting:  # erasing is not optional: published all the same
@@ -525,7 +527,9 @@ def _ids_of(memory: SleepMemory, facts: Sequence[Fact]) -> list[str]:
 @contextmanager
 def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
     started = time.perf_counter()
+    progress.emit({"stage": stage, "status": "started"})
     try:
         yield
     finally:
         timings[stage] = round(time.perf_counter() - started, 3)
+        progress.emit({"stage": stage, "status": "done", "seconds": timings[stage]})
