@@ -22,10 +22,7 @@ BEGIN, END = "<!-- fields: begin (scripts/config_reference.py writes this part) 
 
 def classes() -> list[tuple[str, type[BaseModel]]]:
     from sleep_agent.config import BufferConfig, RecallConfig, ServingConfig, SleepConfig, SleepPolicy
-    from sleep_agent.sleep.consolidate import LoraTrainConfig
-    from sleep_agent.sleep.dream import DreamConfig
-    from sleep_agent.sleep.gate import GateConfig
-    from sleep_agent.sleep.standard import CycleConfig
+    from sleep_agent.sleep.settings import CycleConfig, DreamConfig, GateConfig, LoraTrainConfig
 
     return [
         ("sleep_agent", SleepConfig),
@@ -33,10 +30,10 @@ def classes() -> list[tuple[str, type[BaseModel]]]:
         ("sleep_agent", ServingConfig),
         ("sleep_agent", BufferConfig),
         ("sleep_agent", RecallConfig),
-        ("sleep_agent.sleep.standard", CycleConfig),
-        ("sleep_agent.sleep.consolidate", LoraTrainConfig),
-        ("sleep_agent.sleep.gate", GateConfig),
-        ("sleep_agent.sleep.dream", DreamConfig),
+        ("sleep_agent", CycleConfig),
+        ("sleep_agent", LoraTrainConfig),
+        ("sleep_agent", GateConfig),
+        ("sleep_agent", DreamConfig),
     ]
 
 
@@ -66,8 +63,7 @@ def default_text(name: str, field: Any) -> str:
 
 def type_text(field: Any) -> str:
     text = str(field.annotation).replace("typing.", "").replace("pathlib.", "")
-    for prefix in ("sleep_agent.config.", "sleep_agent.sleep.consolidate.", "sleep_agent.sleep.gate.",
-                   "sleep_agent.sleep.dream.", "<class '", "'>"):
+    for prefix in ("sleep_agent.config.", "sleep_agent.sleep.settings.", "<class '", "'>"):
         text = text.replace(prefix, "")
     return text.replace("|", "\\|")
 

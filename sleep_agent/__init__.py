@@ -13,9 +13,14 @@ _WHERE = {
     "AdapterLoadError": "sleep_agent.errors",
     "BufferConfig": "sleep_agent.config",
     "BufferUnavailableError": "sleep_agent.errors",
+    "CycleConfig": "sleep_agent.sleep.settings",
+    "DreamConfig": "sleep_agent.sleep.settings",
     "Episode": "sleep_agent.episodes",
     "EpisodeBuffer": "sleep_agent.buffer",
+    "FormatError": "sleep_agent.formats",
+    "GateConfig": "sleep_agent.sleep.settings",
     "InvalidEpisodeError": "sleep_agent.errors",
+    "LoraTrainConfig": "sleep_agent.sleep.settings",
     "ModelNotFoundError": "sleep_agent.errors",
     "NamespaceBusyError": "sleep_agent.errors",
     "NamespaceError": "sleep_agent.errors",
@@ -30,6 +35,7 @@ _WHERE = {
     "SleepPolicy": "sleep_agent.config",
     "SleepReport": "sleep_agent.sleep.cycle",
     "SleepState": "sleep_agent.nodes",
+    "StandardCycle": "sleep_agent.sleep.standard",
     "adapter_name": "sleep_agent.serving",
     "create_backend": "sleep_agent.serving",
     "create_sleep_agent": "sleep_agent.agent",
@@ -42,9 +48,14 @@ __all__ = [
     "AdapterLoadError",
     "BufferConfig",
     "BufferUnavailableError",
+    "CycleConfig",
+    "DreamConfig",
     "Episode",
     "EpisodeBuffer",
+    "FormatError",
+    "GateConfig",
     "InvalidEpisodeError",
+    "LoraTrainConfig",
     "ModelNotFoundError",
     "NamespaceBusyError",
     "NamespaceError",
@@ -59,6 +70,7 @@ __all__ = [
     "SleepPolicy",
     "SleepReport",
     "SleepState",
+    "StandardCycle",
     "adapter_name",
     "create_backend",
     "create_sleep_agent",
@@ -96,8 +108,11 @@ if TYPE_CHECKING:
         ServerUnavailableError,
         SleepAgentError,
     )
+    from sleep_agent.formats import FormatError
     from sleep_agent.models import prepare_model
     from sleep_agent.nodes import SleepMemory, SleepState
     from sleep_agent.policy import SleepDecision
     from sleep_agent.serving import adapter_name, create_backend
     from sleep_agent.sleep.cycle import SleepReport
+    from sleep_agent.sleep.settings import CycleConfig, DreamConfig, GateConfig, LoraTrainConfig
+    from sleep_agent.sleep.standard import StandardCycle

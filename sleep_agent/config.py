@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sleep_agent.errors import NamespaceError
+from sleep_agent.sleep.settings import CycleConfig
 
 NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
 
@@ -191,6 +192,10 @@ class SleepConfig(_Config):
     buffer: BufferConfig = Field(default_factory=BufferConfig, description="where episodes are kept")
     recall: RecallConfig = Field(default_factory=RecallConfig, description="what recall_node injects")
     policy: SleepPolicy = Field(default_factory=SleepPolicy, description="when to sleep")
+    cycle: CycleConfig = Field(
+        default_factory=CycleConfig,
+        description="the standard cycle: training, gate, dreams (a cycle= given to SleepMemory has its own)",
+    )
     dreaming: bool = Field(
         False,
         description="practice tasks during sleep (one flag, for ablations); off by default until it "

@@ -81,7 +81,7 @@ class SleepMemory:
         if cycle is None:
             from sleep_agent.sleep.standard import StandardCycle
 
-            cycle = StandardCycle()
+            cycle = StandardCycle(self.config.cycle)
         self.cycle: SleepCycle = cycle
         self._backend = backend
         self._owns_backend = backend is None

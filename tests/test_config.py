@@ -45,3 +45,23 @@ def test_assignment_is_validated():
     with pytest.raises(ValidationError):
         config.namespace = "bad name"
     assert config.namespace == "default"
+
+
+def test_a_sub_configuration_keeps_the_tuned_defaults_of_every_field_it_does_not_set():
+    from sleep_agent import CycleConfig, GateConfig, LoraTrainConfig
+
+    tuned = CycleConfig().training
+    partial = SleepConfig(cycle=CycleConfig(training=LoraTrainConfig(rank=8))).cycle.training
+    assert partial.rank == 8
+    assert partial.model_dump(exclude={"rank"}) == tuned.model_dump(exclude={"rank"})
+    assert (tuned.learning_rate, tuned.epochs, tuned.kl_weight) == (5e-4, 5.0, 2.0)
+    assert LoraTrainConfig() == tuned  # one place sets them
+    assert SleepConfig(cycle={"gate": {"max_probe_drop": 3}}).cycle.gate == GateConfig(max_probe_drop=3)
+
+
+def test_the_memory_runs_the_cycle_its_configuration_describes(tmp_path):
+    from sleep_agent import CycleConfig, SleepMemory
+
+    config = SleepConfig(home=tmp_path, cycle=CycleConfig(replay=7))
+    memory = SleepMemory(config, token_counter=len)
+    assert memory.cycle.config.replay == 7

@@ -115,3 +115,34 @@ def test_a_rebuild_owed_by_a_forget_survives_a_restart_and_the_doctor_reports_it
         assert report.forgotten == [secret] and report.adapter_version == 2
         assert not again.rebuild_needed and diagnose(config) == []
         assert AdapterRegistry(config.home, "alice").versions() == [2]
+
+
+def trajectory(memory, city: str):  # noqa: ANN001, ANN201
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    return memory.buffer.record(
+        [
+            HumanMessage(f"Check the weather in {city}."),
+            AIMessage("", tool_calls=[{"name": "weather", "args": {"city": city}, "id": "c1"}]),
+            ToolMessage("OK", tool_call_id="c1", name="weather"),
+            AIMessage("Done."),
+        ],
+        outcome="success",
+    )
+
+
+def test_an_episode_learned_only_by_replay_is_in_the_manifest_and_forgetting_it_retires_both(memory):
+    # a game-like memory: trajectories are its only training material, replayed at every rebuild
+    memory.cycle = StandardCycle(QUICK.model_copy(update={"fact_sources": []}))
+    oslo = trajectory(memory, "Oslo").id
+    assert memory.sleep().adapter_version == 1
+    lima = trajectory(memory, "Lima").id
+    second = memory.sleep()
+    assert second.adapter_version == 2 and second.consolidated == [lima]
+    registry = AdapterRegistry(memory.config.home, "alice")
+    assert set(registry.manifest(2).episodes) == {oslo, lima}  # oslo is in v2 by replay alone
+
+    result = memory.forget(ids=[oslo])
+    assert result["rebuilt_version"] == 3 and not result["rebuild_needed"]
+    assert registry.manifest(3).episodes == [lima]
+    assert registry.versions() == [3]  # v1 and v2 both held oslo: their weights are gone

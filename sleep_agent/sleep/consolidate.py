@@ -11,57 +11,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from sleep_agent.progress import training_callback
+from sleep_agent.sleep.settings import LoraTrainConfig
 
 IGNORE_INDEX = -100
-
-
-class LoraTrainConfig(BaseModel):
-    """LoRA and optimiser settings of one consolidation run."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    rank: int = Field(16, ge=1, le=256, description="LoRA rank r (vLLM's --max-lora-rank must be >= r)")
-    alpha: int = Field(32, ge=1, description="LoRA alpha; the update is scaled by alpha / rank")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the LoRA input")
-    target_modules: list[str] | str = Field("all-linear", description="layers that get LoRA matrices")
-    learning_rate: float = Field(2e-4, gt=0, description="AdamW learning rate")
-    epochs: float = Field(4.0, gt=0, description="passes over the samples")
-    lr_schedule: Literal["constant", "linear", "cosine"] = Field(
-        "constant", description="learning-rate schedule over the run (transformers' names)"
-    )
-    max_steps: int = Field(-1, description="stop after this many steps (-1: run all epochs)")
-    min_steps: int = Field(
-        0, ge=0, description="run at least this many steps, so that a sleep over a few memories still learns"
-    )
-    batch_size: int = Field(8, ge=1, description="samples per optimiser step")
-    max_length: int = Field(256, ge=16, description="samples are truncated to this many tokens")
-    seed: int = Field(0, description="seed for LoRA initialisation and data order")
-    threads: int | None = Field(
-        None, ge=1, description="torch CPU threads while training (None: torch default)"
-    )
-    known_token_threshold: float | None = Field(
-        None,
-        gt=0,
-        le=1,
-        description="leave out of the loss the answer tokens the model already predicts with at least "
-        "this probability (MemFT-style: train only what is not yet known); None trains every token",
-    )
-    kl_weight: float = Field(
-        0.0,
-        ge=0,
-        description="retention regulariser: weight of KL(base || adapter) on the anchor samples' answers",
-    )
-    distill_weight: float = Field(
-        0.0,
-        ge=0,
-        description="context distillation: weight of KL(base model given the sample's teacher_prompt || "
-        "adapter given its prompt) on the answer tokens of samples that have a teacher_prompt",
-    )
 
 
 @dataclass(frozen=True)
@@ -74,10 +29,18 @@ class ChatSample:
     # the same question with its source memory in context, for context distillation
     teacher_prompt: Sequence[dict[str, str]] | None = None
     imitate: bool = True  # False: the answer is only where the teacher is asked (distillation only)
+    episode_id: str | None = None  # the episode it was learned from: the manifest lists every one
 
     @classmethod
-    def qa(cls, question: str, answer: str, *, anchor: bool = False) -> ChatSample:
-        return cls(prompt=[{"role": "user", "content": question}], answer=answer, anchor=anchor)
+    def qa(
+        cls, question: str, answer: str, *, anchor: bool = False, episode_id: str | None = None
+    ) -> ChatSample:
+        return cls(
+            prompt=[{"role": "user", "content": question}],
+            answer=answer,
+            anchor=anchor,
+            episode_id=episode_id,
+        )
 
     @classmethod
     def text(cls, text: str, *, anchor: bool = True) -> ChatSample:

@@ -20,16 +20,13 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from sleep_agent.sleep import gate
 from sleep_agent.sleep.consolidate import ChatSample
 from sleep_agent.sleep.extract import Fact
+from sleep_agent.sleep.settings import DreamConfig, DreamKind
 
 Ask = Callable[[str], str]
-DreamKind = Literal["paraphrase", "inverse", "compositional", "check", "rehearsal", "cloze", "self_question"]
 
 # Phrasings for dreams, kept apart from the questions extraction trains, from the gate's held-out
 # question and from the evaluation's unseen phrasings (tests/test_dream.py checks all three).
@@ -91,54 +88,6 @@ _STOP = set(
     "the a an of in on at to and or is are was were be been by for with as that this it its from "
     "which who whom what when where why how their there they he she his her them do does did".split()
 )
-
-
-class DreamConfig(BaseModel):
-    """How much to dream and how to learn from it (the switch is ``SleepConfig.dreaming``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kinds: list[DreamKind] = Field(
-        default_factory=lambda: [
-            "paraphrase",
-            "inverse",
-            "compositional",
-            "check",
-            "rehearsal",
-            "cloze",
-            "self_question",
-        ],
-        description="which practice tasks to write",
-    )
-    per_memory: int = Field(3, ge=1, description="at most this many dreams of one kind per memory")
-    rehearse: int = Field(20, ge=0, description="earlier memories rehearsed per sleep")
-    compositions: int = Field(40, ge=0, description="at most this many compositional dreams per sleep")
-    budget: int = Field(300, ge=1, description="at most this many dreams are trained per sleep")
-    fuzzy: float = Field(
-        0.8, gt=0, le=1, description="similarity at which an answer's words count as the source's"
-    )
-    judge: bool = Field(
-        False,
-        description="also ask the base model whether each teacher answer agrees with its source "
-        "(one more generation per dream; useful with larger models)",
-    )
-    answer_tokens: int = Field(24, ge=4, description="tokens generated per teacher and student answer")
-    epochs: float = Field(2.0, gt=0, description="passes over the kept dreams, continuing the draft")
-    min_steps: int = Field(10, ge=0, description="at least this many optimiser steps on the dreams")
-    replay_fraction: float = Field(
-        1.0, ge=0, le=1, description="share of the draft's own memory samples replayed with the dreams"
-    )
-    distill_weight: float = Field(
-        0.0,
-        ge=0,
-        description="add context distillation (GKD-style): KL from the base model reading the memory to "
-        "the adapter without it, on the kept answers (0: off, the answers are learned as text only)",
-    )
-    on_policy: bool = Field(
-        False,
-        description="with distillation, also distil on the student's own wrong answers (on-policy)",
-    )
-    seed: int = Field(0, description="seed for sampling memories and dreams")
 
 
 @dataclass(frozen=True)

@@ -159,8 +159,8 @@ class Fact:
     source: str = "user"  # whose words: "user" or "tool"
 
     def samples(self) -> list[ChatSample]:
-        return [ChatSample.qa(q, self.answer) for q in self.questions] + [
-            ChatSample.qa(q, a) for q, a in self.pairs
+        return [ChatSample.qa(q, self.answer, episode_id=self.episode_id) for q in self.questions] + [
+            ChatSample.qa(q, a, episode_id=self.episode_id) for q, a in self.pairs
         ]
 
     def checks(self) -> list[Probe]:
@@ -407,7 +407,9 @@ def behaviour_samples(episodes: Sequence[Episode], *, window: int | None = None)
                 continue
             prompt = trajectory_prompt(episode.parts[:i], window=window)
             if any(m["role"] == "user" for m in prompt):  # the chat template needs a user turn
-                samples.append(ChatSample(prompt=tuple(prompt), answer=action_text(part)))
+                samples.append(
+                    ChatSample(prompt=tuple(prompt), answer=action_text(part), episode_id=episode.id)
+                )
     return samples
 
 

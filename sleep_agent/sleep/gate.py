@@ -14,10 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from sleep_agent.sleep.extract import Fact
 from sleep_agent.sleep.reference import REFERENCE_TEXT
+from sleep_agent.sleep.settings import GateConfig
 
 # General questions with the words a right answer contains. Kept apart from any evaluation set:
 # the gate must not be tuned on what the benchmarks report.
@@ -46,36 +45,6 @@ GATE_PROBE: list[tuple[str, tuple[str, ...]]] = [
 
 Ask = Callable[[str], str]
 TextLogprob = Callable[[str], tuple[float, int]]
-
-
-class GateConfig(BaseModel):
-    """How much better the candidate must be, and how much worse it may be."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    min_recall_gain: float = Field(0.0, ge=0, le=1, description="held-out recall must rise by more than this")
-    max_probe_drop: int = Field(1, ge=0, description="probe questions the candidate may lose")
-    max_retention_drop: float = Field(
-        0.1, ge=0, le=1, description="fraction of earlier memories' recall the candidate may lose"
-    )
-    max_retention_lost: int = Field(
-        1,
-        ge=0,
-        description="earlier memories the candidate may lose however few there are (with 5, a fraction "
-        "of 10% would allow none); the larger of the two allowances applies",
-    )
-    max_perplexity_rise: float | None = Field(
-        0.10,
-        ge=0,
-        description="relative rise of perplexity on reference text the candidate may cause (None: not measured)",
-    )
-    probe_tokens: int = Field(32, ge=4, description="tokens generated per probe answer")
-    max_questions: int = Field(
-        64,
-        ge=1,
-        description="held-out questions asked of new memories, and again of earlier ones, at most "
-        "(a fixed sample beyond): keeps the gate's time bounded after a long conversation",
-    )
 
 
 @dataclass(frozen=True)

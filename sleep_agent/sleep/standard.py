@@ -15,9 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import TYPE_CHECKING
 
 from sleep_agent import progress
 from sleep_agent.adapters import AdapterRegistry, Manifest
@@ -30,94 +28,23 @@ from sleep_agent.sleep.consolidate import (
     ANCHOR_PROMPTS,
     TEXT_TOPICS,
     ChatSample,
-    LoraTrainConfig,
     anchor_samples,
     text_anchor_samples,
     train_adapter,
 )
 from sleep_agent.sleep.critic import Statement, critique, superseded
 from sleep_agent.sleep.cycle import SleepReport
-from sleep_agent.sleep.dream import DreamConfig, Night
+from sleep_agent.sleep.dream import Night
 from sleep_agent.sleep.extract import Fact, behaviour_samples, extract_facts
-from sleep_agent.sleep.gate import GateConfig, decide, reference_perplexity, score
+from sleep_agent.sleep.gate import decide, reference_perplexity, score
 from sleep_agent.sleep.memo import remembered
 from sleep_agent.sleep.reference import REFERENCE_TEXT
+from sleep_agent.sleep.settings import CycleConfig, LoraTrainConfig
 
 if TYPE_CHECKING:
     from sleep_agent.nodes import SleepMemory
 
 log = logging.getLogger(__name__)
-
-
-class CycleConfig(BaseModel):
-    """Settings of the standard cycle."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    training: LoraTrainConfig = Field(
-        default_factory=lambda: LoraTrainConfig(
-            rank=16, alpha=32, learning_rate=5e-4, epochs=5, min_steps=40, batch_size=8, kl_weight=2.0
-        ),
-        description="LoRA and optimiser settings",
-    )
-    gate: GateConfig = Field(default_factory=GateConfig, description="acceptance bounds")
-    anchors: bool = Field(True, description="mix the base model's answers to general prompts into training")
-    novelty_check: bool = Field(
-        False,
-        description="ask the served model each new fact first and skip those it already answers right "
-        "(one generation per fact)",
-    )
-    text_anchors: bool = Field(
-        True,
-        description="also train the base model's own paragraphs on general topics as plain text, with "
-        "the KL term: keeps its prose outside the chat template (perplexity) where it was",
-    )
-    start: Literal["rebuild", "continual"] = Field(
-        "rebuild",
-        description="'rebuild': a fresh adapter from every consolidated memory (slower as memories grow, "
-        "nothing drifts); 'continual': continue the current adapter on the new memories plus a replay sample",
-    )
-    replay: int = Field(50, ge=0, description="earlier facts replayed per sleep in 'continual' mode")
-    answer_tokens: int = Field(32, ge=4, description="tokens generated per gate question")
-    reload_attempts: int = Field(
-        5,
-        ge=1,
-        description="tries to serve a published version while the server is away (then it is left to reload())",
-    )
-    reload_backoff_s: float = Field(
-        1.0, ge=0, description="first wait between tries; doubles each time, up to 30 s"
-    )
-    fact_sources: list[Literal["user", "tool"]] = Field(
-        default_factory=lambda: ["user", "tool"],
-        description="whose words become facts; [] for agents whose tools describe a world that is new "
-        "each episode (a game): they learn from their won trajectories alone",
-    )
-    trajectory_window: int | None = Field(
-        None,
-        ge=0,
-        description="steps of history each behaviour-cloning sample keeps after the opening user turn "
-        "(None: all); an agent acting from the same window sees what it was trained on",
-    )
-    max_sample_passes: int | None = Field(
-        1600,
-        ge=1,
-        description="at most this many samples x epochs per sleep: a sleep over a long conversation "
-        "trains fewer epochs instead of taking hours (None: no limit)",
-    )
-    retrieval_mix: float = Field(
-        0.35,
-        ge=0,
-        le=1,
-        description="share of memories also trained with the recall message in the prompt, the memory "
-        "among others (retrieval-augmented fine-tuning): the adapter learns to use what recall shows it",
-    )
-    retrieval_distractors: int = Field(
-        2, ge=0, description="other memories shown beside the right one in those samples"
-    )
-    dreams: DreamConfig = Field(
-        default_factory=DreamConfig,
-        description="what to dream when SleepConfig.dreaming is on",
-    )
 
 
 class StandardCycle:
@@ -259,7 +186,11 @@ class StandardCycle:
                         namespace=memory.config.namespace,
                         version=version,
                         parent=registry.current(),
-                        episodes=[v.episode_id for v in verdicts if v.keep] + _ids_of(memory, old_facts),
+                        episodes=learned_from(
+                            memories,
+                            # a continual version also holds what its parent learned
+                            [*(v.episode_id for v in verdicts if v.keep), *(f.episode_id for f in old_facts)],
+                        ),
                         metrics=result.metrics(),
                         config=self.config.model_dump(),
                         timings_s=dict(timings),
@@ -452,7 +383,7 @@ def prompted_samples(facts: Sequence[Fact], prompts: Sequence[str], *, seed: int
             question = rng.choice([*fact.questions, *(q for q, _ in fact.pairs)])
             answer = dict(fact.pairs).get(question, fact.answer)
             messages = ({"role": "system", "content": prompt}, {"role": "user", "content": question})
-            samples.append(ChatSample(prompt=messages, answer=answer))
+            samples.append(ChatSample(prompt=messages, answer=answer, episode_id=fact.episode_id))
     return samples
 
 
@@ -480,7 +411,7 @@ def retrieval_samples(
             {"role": "system", "content": recall_prompt.format(memories=lines)},
             {"role": "user", "content": question},
         ]
-        samples.append(ChatSample(prompt=tuple(prompt), answer=answer))
+        samples.append(ChatSample(prompt=tuple(prompt), answer=answer, episode_id=fact.episode_id))
     return samples
 
 
@@ -520,8 +451,10 @@ def _serve_base(backend, registry: AdapterRegistry, namespace: str, forgotten: S
     _retire_holders(registry, forgotten)
 
 
-def _ids_of(memory: SleepMemory, facts: Sequence[Fact]) -> list[str]:
-    return sorted({f.episode_id for f in facts})
+def learned_from(samples: Sequence[ChatSample], kept: Sequence[str]) -> list[str]:
+    """Every episode a version learned: the new ones kept, and every one a sample came from
+    (replayed facts and trajectories included), so that forgetting any of them finds this version."""
+    return sorted({*kept, *(s.episode_id for s in samples if s.episode_id)})
 
 
 @contextmanager
