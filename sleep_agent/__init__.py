@@ -32,6 +32,7 @@ _WHERE = {
     "SleepConfig": "sleep_agent.config",
     "SleepDecision": "sleep_agent.policy",
     "SleepMemory": "sleep_agent.nodes",
+    "SleepMemoryMiddleware": "sleep_agent.middleware",
     "SleepPolicy": "sleep_agent.config",
     "SleepReport": "sleep_agent.sleep.cycle",
     "SleepState": "sleep_agent.nodes",
@@ -67,6 +68,7 @@ __all__ = [
     "SleepConfig",
     "SleepDecision",
     "SleepMemory",
+    "SleepMemoryMiddleware",
     "SleepPolicy",
     "SleepReport",
     "SleepState",
@@ -109,6 +111,7 @@ if TYPE_CHECKING:
         SleepAgentError,
     )
     from sleep_agent.formats import FormatError
+    from sleep_agent.middleware import SleepMemoryMiddleware
     from sleep_agent.models import prepare_model
     from sleep_agent.nodes import SleepMemory, SleepState
     from sleep_agent.policy import SleepDecision

@@ -92,6 +92,12 @@ class ServingConfig(_Config):
     startup_timeout_s: float = Field(600.0, gt=0, description="how long to wait for the server to be healthy")
     request_timeout_s: float = Field(300.0, gt=0, description="timeout of one chat request")
     drain_timeout_s: float = Field(120.0, gt=0, description="how long an old adapter waits for its requests")
+    tool_call_parser: str | None = Field(
+        "auto",
+        description="vLLM's --tool-call-parser, so that bind_tools works: 'auto' picks one from the model's "
+        "chat template and family (hermes, mistral, llama3_json, granite...), a name sets it, None starts "
+        "the server without tool calling",
+    )
     extra_args: list[str] = Field(default_factory=list, description="more vLLM server arguments, verbatim")
 
     @field_validator("base_url")

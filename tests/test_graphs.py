@@ -2,7 +2,10 @@
 
 import importlib.util
 
+import pytest
 from conftest import REPO
+
+from sleep_agent import NamespaceError
 
 
 def test_chat_graph_answers_through_the_configured_backend(tiny_model_dir, monkeypatch):
@@ -16,18 +19,21 @@ def test_chat_graph_answers_through_the_configured_backend(tiny_model_dir, monke
     assert result["messages"][-1].response_metadata["model_name"] == "base"
 
 
-def test_sleep_agent_graph_answers_and_records_the_turn(tiny_model_dir, monkeypatch):
+def test_sleep_agent_graph_keeps_each_users_memory_apart(tiny_model_dir, monkeypatch):
     monkeypatch.setenv("SLEEP_AGENT_MODEL", str(tiny_model_dir))
     monkeypatch.setenv("SLEEP_AGENT_SERVING", "local")
-    monkeypatch.setenv("SLEEP_AGENT_NAMESPACE", "graphs-test")
+    monkeypatch.delenv("SLEEP_AGENT_NAMESPACE", raising=False)
     spec = importlib.util.spec_from_file_location("sleep_agent_graph", REPO / "graphs" / "sleep_agent.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.memory._backend is None  # loading the graph started nothing
-    result = module.graph.invoke({"messages": [("user", "where does zorblax quenty live ?")]})
-    assert result["messages"][-1].type == "ai"
-    (episode,) = module.memory.buffer.episodes()
-    assert (
-        episode.namespace == "graphs-test" and episode.parts[0].content == "where does zorblax quenty live ?"
-    )
-    assert result["sleep_decision"]["sleep"] is False
+    told = {"ana": "my name is zorblax .", "ben": "my favorite color is green ."}
+    for user, text in told.items():
+        result = module.graph.invoke({"messages": [("user", text)]}, {"configurable": {"user_id": user}})
+        assert result["messages"][-1].type == "ai" and result["sleep_decision"]["sleep"] is False
+    assert module.memory.namespaces() == ["user-ana", "user-ben"]
+    for user, text in told.items():
+        (episode,) = module.memory.for_namespace(f"user-{user}").buffer.episodes()
+        assert episode.namespace == f"user-{user}" and episode.parts[0].content == text
+    with pytest.raises(NamespaceError, match="user_id"):  # a run must say whose it is
+        module.graph.invoke({"messages": [("user", "hello")]})

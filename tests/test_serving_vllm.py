@@ -268,3 +268,130 @@ def test_a_killed_server_gives_a_clear_error_and_a_restarted_one_serves_the_curr
         reply = llm.invoke(question)
         assert reply.response_metadata["model_name"] == "carol@v1" and answer in reply.content.lower()
     memory.close()
+
+
+# -- one graph, many users; create_agent middleware; tools ------------------------------------------
+
+USERS_CYCLE = dict(
+    training=dict(rank=8, alpha=16, learning_rate=1e-3, max_steps=20, batch_size=4, kl_weight=0),
+    anchors=False,
+    text_anchors=False,
+    retrieval_mix=0,
+    gate={"max_perplexity_rise": None},
+)
+
+
+def users_memory(server, home, **policy):  # noqa: ANN001, ANN201
+    """A memory for every user of one server; recall off, so every right answer is from the weights."""
+    from sleep_agent import CycleConfig, SleepConfig, SleepMemory, SleepPolicy
+
+    config = SleepConfig(
+        namespace="user-{user_id}",
+        home=home,
+        recall={"k": 0},
+        cycle=CycleConfig(**USERS_CYCLE),
+        policy=SleepPolicy(
+            **{"context_fraction": None, "pending_tokens": None, "pending_episodes": None, **policy}
+        ),
+    )
+    return SleepMemory(config, backend=server)
+
+
+def test_one_graph_two_users_conflicting_facts_each_sleeps_into_their_own_adapter(
+    server, tmp_path, gate_accepts
+):
+    """Concurrent ainvoke calls tell two users opposite facts through one compiled graph; each run's
+    sleep (in the graph, streamed) publishes that user's adapter, and each is then answered from their
+    own adapter with their own fact. The gate accepts here (a 20-step adapter is about routing)."""
+    from sleep_agent import create_sleep_agent
+
+    memory = users_memory(server, tmp_path, pending_episodes=1)
+    graph = create_sleep_agent(memory)
+    told = {"ana": "vellmora", "ben": "drennick"}
+
+    async def tell(user: str) -> list:
+        config = {"configurable": {"user_id": user, "thread_id": user}}
+        fact = f"Remember this: Zorblax Quenty lives in {told[user].capitalize()}."
+        return [
+            c
+            async for c in graph.astream(
+                {"messages": [("user", fact)]}, config, stream_mode=["custom", "updates"]
+            )
+        ]
+
+    async def both() -> dict:
+        streams = await asyncio.gather(*(tell(u) for u in told))
+        return dict(zip(told, streams, strict=True))
+
+    streams = asyncio.run(both())
+    for user, chunks in streams.items():
+        steps = [
+            c for mode, c in chunks if mode == "custom" and c.get("stage") == "consolidate" and "step" in c
+        ]
+        assert steps and steps[-1]["step"] == 20 and "loss" in steps[-1], chunks
+        (report,) = [c["sleep"]["sleep_report"] for mode, c in chunks if mode == "updates" and "sleep" in c]
+        assert report["namespace"] == f"user-{user}" and report["adapter_version"] == 1, report
+
+    async def ask(user: str):  # noqa: ANN202
+        config = {"configurable": {"user_id": user, "thread_id": f"{user}-asks"}}
+        out = await graph.ainvoke({"messages": [("user", "Where does Zorblax Quenty live?")]}, config)
+        return out["messages"][-1]
+
+    replies = dict(zip(told, asyncio.run(_gather(*(ask(u) for u in told))), strict=True))
+    for user, reply in replies.items():
+        other = told["ben" if user == "ana" else "ana"]
+        assert reply.response_metadata["model_name"] == f"user-{user}@v1"
+        assert told[user] in reply.content.lower() and other not in reply.content.lower(), reply.content
+
+
+async def _gather(*aws):  # noqa: ANN001, ANN202
+    return await asyncio.gather(*aws)
+
+
+def test_a_create_agent_agent_with_the_middleware_calls_a_tool_and_sleeps_on_its_trajectory(
+    server, tmp_path, gate_accepts
+):
+    """bind_tools works on the served model (the server starts with a tool-call parser); the 135M model
+    does not choose tools by itself, so the first model call of a turn is made to call one."""
+    from langchain.agents import create_agent
+    from langchain.agents.middleware import wrap_model_call
+    from langchain_core.messages import HumanMessage
+    from langchain_core.tools import tool
+
+    from sleep_agent.middleware import SleepMemoryMiddleware
+
+    @tool
+    def weather(city: str) -> str:
+        """Today's weather in a city."""
+        return f"It is sunny in {city}."
+
+    @wrap_model_call
+    def first_call_uses_a_tool(request, handler):  # noqa: ANN001, ANN202
+        if isinstance(request.messages[-1], HumanMessage):
+            request = request.override(tool_choice="required")
+        return handler(request)
+
+    memory = users_memory(server, tmp_path, pending_episodes=1)
+    agent = create_agent(
+        memory.chat_model(max_tokens=24),
+        tools=[weather],
+        middleware=[SleepMemoryMiddleware(memory), first_call_uses_a_tool],
+    )
+    config = {"configurable": {"user_id": "cleo", "thread_id": "t1"}}
+    chunks = list(
+        agent.stream(
+            {"messages": [("user", "What is the weather in Oslo?")], "outcome": "success"},
+            config,
+            stream_mode=["custom", "values"],
+        )
+    )
+    final = [c for mode, c in chunks if mode == "values"][-1]
+    kinds = [m.type for m in final["messages"]]
+    assert kinds[:3] == ["human", "ai", "tool"] and kinds[-1] == "ai", kinds
+    assert final["messages"][1].tool_calls[0]["name"] == "weather"
+    report = final["sleep_report"]
+    assert report["namespace"] == "user-cleo" and report["adapter_version"] == 1, report
+    assert report["metrics"]["behaviour_samples"] >= 1  # the trajectory itself was trained
+    stages = {c.get("stage") for mode, c in chunks if mode == "custom"}
+    assert {"critic", "consolidate", "gate", "publish"} <= stages, stages
+    assert memory.for_namespace("user-cleo").backend.active_for("user-cleo") == "user-cleo@v1"

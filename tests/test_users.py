@@ -55,7 +55,9 @@ def test_each_run_lands_in_its_own_users_buffer_and_recall_never_crosses() -> No
 
     assert memory.namespaces() == ["user-ana", "user-ben"]
     ana, ben = memory.for_namespace("user-ana"), memory.for_namespace("user-ben")
-    assert [ep.text for ep in ana.buffer.episodes("pending")] == ["user: My locker code is 4417.\nassistant: noted: My locker code is 4417."]
+    assert [ep.text for ep in ana.buffer.episodes("pending")] == [
+        "user: My locker code is 4417.\nassistant: noted: My locker code is 4417."
+    ]
     assert "9902" not in " ".join(ep.text for ep in ana.buffer.episodes(None))
     assert "4417" not in " ".join(ep.text for ep in ben.buffer.episodes(None))
 
@@ -165,7 +167,9 @@ def test_recall_goes_after_the_leading_system_messages() -> None:
     graph = with_sleep_memory(agent, memory, checkpointer=InMemorySaver())
     graph.invoke({"messages": [HumanMessage("My dog is Rex.")]}, run("ana", "first"))
     config = run("ana", "second")
-    graph.invoke({"messages": [SystemMessage("You are terse."), HumanMessage("What is my dog called?")]}, config)
+    graph.invoke(
+        {"messages": [SystemMessage("You are terse."), HumanMessage("What is my dog called?")]}, config
+    )
     graph.invoke({"messages": [HumanMessage("And my dog's name again?")]}, config)
 
     last = seen[-1]

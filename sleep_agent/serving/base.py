@@ -27,6 +27,7 @@ class GenerationParams:
     max_tokens: int = 128
     temperature: float = 0.0
     stop: tuple[str, ...] = ()
+    tools: tuple[dict[str, Any], ...] = ()  # OpenAI-format tool schemas, rendered by the chat template
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,20 @@ serialises requests because switching the active adapter mutates the model.
 
 from __future__ import annotations
 
+import json
+import re
 import threading
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import PrivateAttr
 
 from sleep_agent.errors import AdapterLoadError, ModelNotFoundError
@@ -29,9 +35,44 @@ from sleep_agent.serving.base import (
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
 
 
+_TOOL_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.S)
+
+
 def to_chat_messages(messages: Sequence[BaseMessage]) -> list[Message]:
-    """LangChain messages as the role/content dicts chat templates take."""
-    return [{"role": _ROLES.get(m.type, m.type), "content": m.text} for m in messages]
+    """LangChain messages as the dicts chat templates take, tool calls and results included."""
+    out: list[Message] = []
+    for m in messages:
+        message: dict[str, Any] = {"role": _ROLES.get(m.type, m.type), "content": m.text}
+        if isinstance(m, AIMessage) and m.tool_calls:
+            message["tool_calls"] = [
+                {"type": "function", "function": {"name": c["name"], "arguments": c["args"]}}
+                for c in m.tool_calls
+            ]
+        if isinstance(m, ToolMessage) and m.name:
+            message["name"] = m.name
+        out.append(message)
+    return out
+
+
+def parse_tool_calls(text: str) -> tuple[str, list[dict[str, Any]]]:
+    """The text without its ``<tool_call>{...}</tool_call>`` blocks (the format of Qwen, Hermes and
+    SmolLM3 chat templates, and vLLM's ``hermes`` parser), and the calls in LangChain's form."""
+    calls = []
+    for raw in _TOOL_CALL.findall(text):
+        try:
+            call = json.loads(raw)
+        except ValueError:
+            continue  # not a call after all: it stays in the text
+        if isinstance(call, dict) and isinstance(call.get("name"), str):
+            args = call.get("arguments", call.get("parameters", {}))
+            calls.append(
+                {
+                    "name": call["name"],
+                    "args": args if isinstance(args, dict) else {},
+                    "id": f"call_{uuid.uuid4().hex[:12]}",
+                }
+            )
+    return (_TOOL_CALL.sub("", text).strip() if calls else text), calls
 
 
 class LocalChatModel(BaseChatModel):
@@ -51,6 +92,23 @@ class LocalChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "sleep-agent-local"
 
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable | BaseTool],
+        *,
+        tool_choice: str | None = None,
+        **kwargs: Any,
+    ) -> Runnable:
+        """Offer ``tools`` to the model through its chat template; calls it writes come back as
+        ``tool_calls``. The model chooses: a forced ``tool_choice`` needs guided decoding (vLLM)."""
+        if tool_choice not in (None, "auto", "none"):
+            raise NotImplementedError(
+                f"tool_choice={tool_choice!r} needs guided decoding: serve the model with vLLM "
+                "(serving='vllm'), or leave tool_choice unset"
+            )
+        schemas = [] if tool_choice == "none" else [convert_to_openai_tool(t) for t in tools]
+        return self.bind(tools=schemas, **kwargs)
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -66,9 +124,11 @@ class LocalChatModel(BaseChatModel):
                     max_tokens=kwargs.get("max_tokens", self.max_tokens),
                     temperature=kwargs.get("temperature", self.temperature),
                     stop=tuple(stop or ()),
+                    tools=tuple(kwargs.get("tools") or ()),
                 ),
             )
-        message = AIMessage(content=text, response_metadata={"model_name": target})
+        content, calls = parse_tool_calls(text) if kwargs.get("tools") else (text, [])
+        message = AIMessage(content=content, tool_calls=calls, response_metadata={"model_name": target})
         return ChatResult(generations=[ChatGeneration(message=message)])
 
 
@@ -133,7 +193,11 @@ class LocalServer(ServingBackend):
 
         net = self._require_started()
         inputs = self.tokenizer.apply_chat_template(
-            list(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
+            list(messages),
+            tools=list(params.tools) or None,
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
         ).to(net.device)
         sampling: dict[str, Any] = {"do_sample": False}
         if params.temperature > 0:

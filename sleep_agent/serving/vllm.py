@@ -108,6 +108,46 @@ class RoutedChatOpenAI(ChatOpenAI):
                 yield chunk
 
 
+def tool_call_args(parser: str | None, model_path: str | Path) -> list[str]:
+    """The server arguments that let requests carry tools (``bind_tools`` is refused without them)."""
+    if parser is None:
+        return []
+    if parser == "auto":
+        parser = tool_call_parser_for(model_path)
+    return ["--enable-auto-tool-choice", "--tool-call-parser", parser]
+
+
+def tool_call_parser_for(model_path: str | Path) -> str:
+    """The vLLM tool-call parser that reads what this model's family writes when it calls a tool.
+
+    Read from the chat template first (it shows the format the model was trained to write), then
+    the architecture. A model whose template shows no tool format gets ``hermes`` (JSON between
+    ``<tool_call>`` tags): its calls are parsed if it writes them, and tools never cause a 400.
+    """
+    path = Path(model_path)
+    template = ""
+    for name in ("chat_template.jinja", "tokenizer_config.json"):
+        if (path / name).is_file():
+            template += (path / name).read_text(errors="replace")
+    try:
+        family = json.loads((path / "config.json").read_text()).get("model_type", "")
+    except (OSError, ValueError):
+        family = ""
+    if "<tool_call>" in template:
+        return "hermes"  # Qwen 2.5/3, Hermes, SmolLM3
+    if "[TOOL_CALLS]" in template or family in ("mistral", "mixtral"):
+        return "mistral"
+    if family == "llama" and ("<|python_tag|>" in template or "ipython" in template):
+        return "llama3_json"  # Llama 3.1-3.3
+    if family.startswith("granite"):
+        return "granite"
+    if family == "gemma4":
+        return "gemma4"
+    if family.startswith("gemma"):
+        return "pythonic"
+    return "hermes"
+
+
 @contextmanager
 def _unavailable(base_url: str | None) -> Iterator[None]:
     """Name the fix when the server is away: the openai client only says "Connection error."."""
@@ -227,6 +267,7 @@ class VLLMServer(ServingBackend):
             str(cfg.max_model_len),
             "--dtype",
             dtype,
+            *tool_call_args(cfg.tool_call_parser, self.model_path),
             *cfg.extra_args,
         ]
 
