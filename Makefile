@@ -20,7 +20,7 @@ demo: model
 
 # What CI runs: every test but the slowest real-component runs (marked heavy).
 test: model
-	$(PY) -m pytest -v -m "not heavy"
+	$(PY) -m pytest -v --durations=40 -m "not heavy"
 
 # Everything, the heavy runs included (about an hour more on 2 cores).
 test-all: model

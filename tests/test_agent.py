@@ -52,14 +52,10 @@ def test_tools_run_and_the_whole_turn_is_recorded_with_its_sources():
     assert out["sleep_decision"]["sleep"] is False
 
 
-def test_a_model_that_cannot_call_tools_is_a_clear_error(tiny_model_dir):
-    from sleep_agent.serving.local import LocalServer
-
-    backend = LocalServer(tiny_model_dir).start()
-    memory = SleepMemory(
-        SleepConfig(namespace="alice"), backend=backend, token_counter=count_tokens_approximately
-    )
-    agent = create_sleep_agent(memory, tools=[weather])
+def test_a_model_that_cannot_call_tools_is_a_clear_error():
+    memory = SleepMemory(SleepConfig(namespace="alice"), token_counter=count_tokens_approximately)
+    no_tools = GenericFakeChatModel(messages=iter([AIMessage("hi")]))  # bind_tools not implemented
+    agent = create_sleep_agent(memory, tools=[weather], model=no_tools)
     with pytest.raises(TypeError, match="cannot call tools"):
         agent.invoke({"messages": [("user", "hi")]}, {"configurable": {"thread_id": "x"}})
     assert len(memory.buffer) == 0  # nothing half-recorded

@@ -134,7 +134,7 @@ def test_with_every_token_known_nothing_is_learned_and_kl_trains_anchors(tiny_mo
 
     samples = [ChatSample.qa("where does zorblax quenty live ?", "he lives in vellmora .")] * 2
     samples.append(ChatSample.qa("hello", "hi there .", anchor=True))
-    frozen = LoraTrainConfig(rank=4, max_steps=3, batch_size=3, known_token_threshold=1e-12)
+    frozen = LoraTrainConfig(rank=4, max_steps=3, batch_size=3, known_token_threshold=1e-12, kl_weight=0.0)
     train_adapter(tiny_model_dir, samples, tmp_path / "known", frozen, progress=False)
     weights = load_file(tmp_path / "known" / "adapter_model.safetensors")
     assert all(not w.any() for k, w in weights.items() if "lora_B" in k)  # B starts at zero and stayed

@@ -194,6 +194,8 @@ def _said(*texts: str) -> list[Statement]:
         ("I live in Paris.", "I've relocated to Lyon."),  # a participle after "have"
         ("We use Slack for chat.", "We switched from Slack to Teams."),
         ("Standup is at 9:15.", "Sophie moved standup to 10:30."),  # the change acts on the old subject
+        ("The boiler service is at 3:10.", "Sorry, the boiler service actually starts at 3:45, not 3:10."),
+        ("It's a Kettlebrook K2, the grey one.", "Oh wait, I checked and it's actually the Kettlebrook K5."),
     ],
 )
 def test_a_later_statement_that_changes_an_earlier_one_supersedes_it(old, new):
@@ -229,6 +231,15 @@ def test_unrelated_statements_and_repeats_supersede_nothing():
         ("My manager is Rui.", "My manager is on vacation."),
         ("I have two cats.", "I now have a dog."),
         ("We close every Monday.", "The new oven is too good to resist."),  # "too" as an intensifier
+        # a change word in passing, a shared word, but no new value: a remark, not a correction
+        (
+            "We bought in 2015, just after we moved to town.",
+            "The plumber said the pipes were old when we moved in.",
+        ),
+        ("The form lists our office at 22 Linden Street.", "The old fax number on the form is useless now."),
+        ("We're actually on the Basic tier.", "I'm glad someone actually answers the phone."),
+        ("Right now everything is blue.", "Go ahead, nobody is using it right now."),
+        ("I asked my sister to be patient.", "I'll ask him, he'd love a new hobby."),  # pronouns
     ],
 )
 def test_a_later_statement_about_something_else_retires_nothing(old, new):

@@ -370,3 +370,30 @@ def test_a_fact_with_one_third_person_question_holds_it_out():
     (fact,) = extract_facts([Statement("I'm interested in pottery.", "user", "e")], user="Hana")
     assert "What is Hana interested in?" in {p.question for p in fact.checks()}
     assert "What is Hana interested in?" not in {q for q, _ in fact.pairs}
+
+
+def test_a_native_tool_trajectory_is_trained_as_the_server_reads_it_back():
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    from sleep_agent.episodes import episode_from_messages
+    from sleep_agent.serving.local import parse_tool_calls
+    from sleep_agent.sleep.extract import behaviour_samples
+
+    episode = episode_from_messages(
+        [
+            HumanMessage("Check the weather in Oslo."),
+            AIMessage("", tool_calls=[{"name": "weather", "args": {"city": "Oslo"}, "id": "c1"}]),
+            ToolMessage("Sunny.", tool_call_id="c1", name="weather"),
+            AIMessage("It is sunny in Oslo."),
+        ],
+        namespace="t",
+    ).model_copy(update={"outcome": "success"})
+    call, reply = behaviour_samples([episode], calls="hermes")
+    assert [m["role"] for m in call.prompt] == ["user"] and call.episode_id == episode.id
+    text, calls = parse_tool_calls(call.answer)
+    assert text == "" and [(c["name"], c["args"]) for c in calls] == [("weather", {"city": "Oslo"})]
+    assert [m["role"] for m in reply.prompt] == ["user", "assistant", "tool"]
+    assert reply.prompt[1]["tool_calls"][0]["function"] == {"name": "weather", "arguments": {"city": "Oslo"}}
+    assert reply.answer == "It is sunny in Oslo."
+    (text_form, _) = behaviour_samples([episode])  # the game agent's form is unchanged
+    assert text_form.answer == 'call weather({"city": "Oslo"})'

@@ -129,3 +129,55 @@ def test_a_server_gone_during_the_gate_fails_the_sleep_cleanly_and_the_next_one_
     monkeypatch.setattr(backend, "load_adapter", real_load)
     monkeypatch.setattr(backend, "chat", real_chat)  # the server is back
     assert memory.sleep().adapter_version == 2 and memory.buffer.episodes("pending") == []
+
+
+def test_the_served_chat_model_answers_from_one_event_loop_after_another(tmp_path):
+    """Each ``asyncio.run`` (a script's turn, a worker thread) gets working connections: a pool kept
+    from a closed loop fails with "Event loop is closed". An OpenAI-speaking HTTP server stands in for
+    vLLM (the client, not the server, is under test)."""
+    import asyncio
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from sleep_agent.serving.vllm import VLLMServer
+
+    class Completions(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: connections stay in the client's pool
+
+        def do_POST(self) -> None:  # noqa: N802
+            model = json.loads(self.rfile.read(int(self.headers["content-length"])))["model"]
+            body = json.dumps(
+                {
+                    "id": "1",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": model},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Completions)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    try:
+        server = VLLMServer(tmp_path, log_dir=tmp_path)
+        server.base_url = f"http://127.0.0.1:{http.server_port}"
+        llm = server.chat_model(namespace="alice", max_retries=0)
+        answers = [asyncio.run(llm.ainvoke("hello")).content for _ in range(3)]
+    finally:
+        http.shutdown()
+    assert answers == ["base", "base", "base"]  # the router's model for alice (no adapter yet)

@@ -351,11 +351,19 @@ async def _gather(*aws):  # noqa: ANN001, ANN202
 def test_a_create_agent_agent_with_the_middleware_calls_a_tool_and_sleeps_on_its_trajectory(
     server, tmp_path, gate_accepts
 ):
-    """bind_tools works on the served model (the server starts with a tool-call parser); the 135M model
-    does not choose tools by itself, so the first model call of a turn is made to call one."""
+    """bind_tools works on the served model (the server starts with a tool-call parser: without it
+    a request with tools is an HTTP 400), and the trajectory is trained in the parser's own format.
+
+    The one scripted step: the 135M model does not choose a tool, and a forced ``tool_choice`` on
+    vLLM's CPU build comes back with the arguments as a JSON string (measured: ``"weather"``), so
+    the first step's call is replaced by a written one after the served model has answered the
+    request with the tools bound. The tool, the second model call, recording, the sleep and the
+    serving are all real."""
+    import dataclasses
+
     from langchain.agents import create_agent
     from langchain.agents.middleware import wrap_model_call
-    from langchain_core.messages import HumanMessage
+    from langchain_core.messages import AIMessage, HumanMessage
     from langchain_core.tools import tool
 
     from sleep_agent.middleware import SleepMemoryMiddleware
@@ -365,15 +373,20 @@ def test_a_create_agent_agent_with_the_middleware_calls_a_tool_and_sleeps_on_its
         """Today's weather in a city."""
         return f"It is sunny in {city}."
 
+    served: list = []
+
     @wrap_model_call
     def first_call_uses_a_tool(request, handler):  # noqa: ANN001, ANN202
+        response = handler(request)  # the served model, tools bound
+        served.append(response.result[0])
         if isinstance(request.messages[-1], HumanMessage):
-            request = request.override(tool_choice="required")
-        return handler(request)
+            call = {"name": "weather", "args": {"city": "Oslo"}, "id": "call-1"}
+            response = dataclasses.replace(response, result=[AIMessage("", tool_calls=[call])])
+        return response
 
     memory = users_memory(server, tmp_path, pending_episodes=1)
     agent = create_agent(
-        memory.chat_model(max_tokens=24),
+        memory.chat_model(max_tokens=64),
         tools=[weather],
         middleware=[SleepMemoryMiddleware(memory), first_call_uses_a_tool],
     )
@@ -389,6 +402,8 @@ def test_a_create_agent_agent_with_the_middleware_calls_a_tool_and_sleeps_on_its
     kinds = [m.type for m in final["messages"]]
     assert kinds[:3] == ["human", "ai", "tool"] and kinds[-1] == "ai", kinds
     assert final["messages"][1].tool_calls[0]["name"] == "weather"
+    assert len(served) == 2 and all(isinstance(m, AIMessage) for m in served)  # both calls reached vLLM
+    assert final["messages"][-1].content == served[-1].content  # the answer is the served model's
     report = final["sleep_report"]
     assert report["namespace"] == "user-cleo" and report["adapter_version"] == 1, report
     assert report["metrics"]["behaviour_samples"] >= 1  # the trajectory itself was trained

@@ -3,34 +3,22 @@
 from __future__ import annotations
 
 import re
-import string
 from collections.abc import Sequence
 
 import numpy as np
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_ABSTAIN = re.compile(
-    r"\b(i don't know|i do not know|not sure|no information|cannot (?:answer|say|tell)|can't (?:answer|say|tell)"
-    r"|i'm sorry|i am sorry|unknown)\b",
-    re.I,
-)
+from sleep_agent.answers import abstained, answered, normalize
 
-
-def normalize(text: str) -> str:
-    """SQuAD's normalisation: lower case, no punctuation, no articles, single spaces."""
-    text = "".join(ch for ch in text.lower() if ch not in string.punctuation)
-    return " ".join(_ARTICLES.sub(" ", text).split())
-
-
-def answered(answer: str, golds: Sequence[str]) -> bool:
-    """Does the (free-text) answer contain any of the gold answers, after normalisation?"""
-    said = f" {normalize(answer)} "
-    return any(normalize(g) and f" {normalize(g)} " in said for g in golds)
-
-
-def abstained(answer: str) -> bool:
-    """An answer that declines rather than tries (counted out of precision's denominator)."""
-    return not answer.strip() or bool(_ABSTAIN.search(answer[:80]))
+__all__ = [
+    "abstained",
+    "answered",
+    "bootstrap_ci",
+    "mean",
+    "normalize",
+    "precision",
+    "retention",
+    "summarize",
+]
 
 
 def precision(correct: Sequence[bool], answers: Sequence[str]) -> float | None:

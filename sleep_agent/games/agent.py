@@ -201,6 +201,7 @@ def game_cycle_config(base: CycleConfig | None = None) -> CycleConfig:
     return base.model_copy(
         update={
             "fact_sources": [],
+            "tool_calls": "text",  # the player prompts with the text form (trajectory_prompt)
             "trajectory_window": WINDOW,
             "training": base.training.model_copy(update={"max_length": 512}),
         }

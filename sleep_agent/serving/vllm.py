@@ -8,6 +8,7 @@ The server runs as a child process (``python -m vllm.entrypoints.openai.api_serv
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import importlib.util
 import json
@@ -18,7 +19,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +52,40 @@ from sleep_agent.serving.router import AdapterRouter
 log = logging.getLogger(__name__)
 
 API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+
+
+class PerLoopTransport(httpx.AsyncBaseTransport):
+    """One connection pool per event loop.
+
+    An httpx pool is bound to the loop that opened its connections, and langchain-openai shares one
+    async client per base URL across the process, so a second ``asyncio.run`` (a script, a test, a
+    worker thread) fails with "Event loop is closed". Written here because neither library keys the
+    pool by loop.
+    """
+
+    def __init__(self) -> None:
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncHTTPTransport] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()
+
+    def _pool(self) -> httpx.AsyncHTTPTransport:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            pool = self._pools.get(loop)
+            if pool is None:
+                pool = self._pools[loop] = httpx.AsyncHTTPTransport()
+            return pool
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._pool().handle_async_request(request)
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            pool = self._pools.pop(loop, None)
+        if pool is not None:
+            await pool.aclose()
 
 
 class RoutedChatOpenAI(ChatOpenAI):
@@ -416,6 +453,7 @@ class VLLMServer(ServingBackend):
             raise ServerStartError("the server is not started; call start() before chat_model()")
         kwargs.setdefault("temperature", 0.0)
         kwargs.setdefault("timeout", self.config.request_timeout_s)
+        kwargs.setdefault("http_async_client", httpx.AsyncClient(transport=PerLoopTransport()))
         return RoutedChatOpenAI(
             router=self.router, namespace=namespace, base_url=f"{self.base_url}/v1", api_key="EMPTY", **kwargs
         )

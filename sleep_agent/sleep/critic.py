@@ -234,8 +234,11 @@ _COMMON = frozenset(
     "just also really very all some any every one get got going go like about there here then than "
     "what when where who which after before because since into over more most much many last next "
     "i'm i've i'd we're we've they're it's that's don't didn't can't everything everything's something "
-    "anything nothing everyone someone thing things bit lot way time".split()
+    "anything nothing everyone someone thing things bit lot way time yes please okay sure can could "
+    "would should will still even actually".split()
 )
+# The speaker's own pronouns are capitalised without naming anything.
+_NOT_NAMES = frozenset("i i'm i've i'd i'll".split())
 
 
 @dataclass(frozen=True)
@@ -296,7 +299,15 @@ def superseded(statements: Sequence[Statement]) -> list[Superseded]:
 def _replaces(old: _Read, new: _Read) -> tuple[float, str]:
     """How surely ``new`` replaces ``old`` (0: it does not), and why."""
     same_subject = bool(old.subject) and old.subject == new.subject
-    if same_subject and old.verb == new.verb and old.answer and new.answer and old.answer != new.answer:
+    valued = old.answer not in _PRONOUNS and new.answer not in _PRONOUNS  # "told her" ... "tell him"
+    if (
+        same_subject
+        and old.verb == new.verb
+        and valued
+        and old.answer
+        and new.answer
+        and old.answer != new.answer
+    ):
         one_value = old.single or new.single or (old.kind == new.kind != "other")
         if old.verb == "be" and old.subject not in _PERSONS and one_value:
             return 3.0, "same subject, another answer"
@@ -307,8 +318,8 @@ def _replaces(old: _Read, new: _Read) -> tuple[float, str]:
         return 1.5, f"'{new.verb}' replaces '{old.verb}'"
     if not new.changes or not _may_change(old, new):
         return 0.0, ""
-    shared = old.words & new.words
-    if not shared:
+    shared = {w for w in old.words & new.words if not _CHANGE.fullmatch(w)}
+    if not shared or not new.named - old.named:  # a correction brings a value the old one lacked
         return 0.0, ""
     score = len(shared) / len(old.words | new.words)
     named = any(w[:1].isdigit() or w in new.named for w in shared)
@@ -325,6 +336,7 @@ def _replaces(old: _Read, new: _Read) -> tuple[float, str]:
 
 
 _PERSONS = frozenset("i we you he she they".split())
+_PRONOUNS = frozenset("me us you him her it them this that one".split()) | {""}
 
 
 def _may_change(old: _Read, new: _Read) -> bool:
@@ -353,10 +365,15 @@ def _reads(text: str) -> list[_Read]:
 
     words = frozenset(_content_words(text))
     named = {normalise(w) for w in re.findall(r"(?<!^)\b[^\W\d_][\w'-]*", text) if w[:1].isupper()}
-    named |= set(re.findall(r"\d[\w:.,]*", text))
-    cue = _CHANGE.search(expand(text))
+    named = {w for w in named if w not in _NOT_NAMES} | set(re.findall(r"\d[\w:.,]*", text))
     parts = [p for p in _CLAUSES.split(text) if p.strip()] or [text]
-    return [_read(part, words, frozenset(named), cue.group(0) if cue else None) for part in parts[:8]]
+    opening = _CHANGE.search(expand(parts[0])) if len(parts[0].split()) <= 3 else None
+    reads = []
+    for part in parts[:8]:
+        # A cue changes its own clause; one that opens the sentence ("Actually, ...") changes all.
+        cue = _CHANGE.search(expand(part)) or opening
+        reads.append(_read(part, words, frozenset(named), cue.group(0) if cue else None))
+    return reads
 
 
 def _read(text: str, words: frozenset[str], named: frozenset[str], changes: str | None) -> _Read:

@@ -14,13 +14,13 @@ of ReST, continuing the draft. The result is a candidate like any other: the gat
 
 from __future__ import annotations
 
-import difflib
 import random
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from sleep_agent.answers import NUMBER_WORDS, mentions, similar, words
 from sleep_agent.sleep import gate
 from sleep_agent.sleep.consolidate import ChatSample
 from sleep_agent.sleep.extract import Fact
@@ -83,7 +83,6 @@ CHECKS: dict[str, str] = {
 }
 _NEGATION = re.compile(r"\b(no|not|never|doesn't|does not|isn't|is not|didn't|did not)\b|n't\b", re.I)
 _AFFIRM = re.compile(r"^\W*(yes|yeah|correct|that's right|right)\b", re.I)
-_NUMBER_WORDS = "zero one two three four five six seven eight nine ten eleven twelve".split()
 _STOP = set(
     "the a an of in on at to and or is are was were be been by for with as that this it its from "
     "which who whom what when where why how their there they he she his her them do does did".split()
@@ -265,7 +264,7 @@ def _compositions(new: Sequence[Fact], people: Sequence[Fact], rng: random.Rando
 # capitalised words that do not start the sentence. Hand-written because no library in reach
 # does question generation without a model larger than the one being trained.
 _SPAN = re.compile(
-    r"\b(\d[\d,.]*(?:\s?%)?(?![\w/–-])|(?:" + "|".join(_NUMBER_WORDS[2:]) + r")\b"
+    r"\b(\d[\d,.]*(?:\s?%)?(?![\w/–-])|(?:" + "|".join(NUMBER_WORDS[2:]) + r")\b"
     r"|[A-Z][\w'-]*(?:\s+(?:of\s+|the\s+|de\s+)?[A-Z0-9][\w'-]*)*)",
 )
 _CLAUSE = re.compile(r";\s+|,\s+(?=(?:while|but|and|which|although|whereas|having|as)\b)")
@@ -333,7 +332,7 @@ def _subject(span: str, after: str) -> str | None:
 def _wh(span: str, after: str) -> str:
     if re.fullmatch(r"1\d{3}|20\d{2}", span):
         return "what year"
-    if span[0].isdigit() or span.lower() in _NUMBER_WORDS:
+    if span[0].isdigit() or span.lower() in NUMBER_WORDS:
         return "how many" if re.match(r"[a-z]+s\b", after) else "what number"
     return "what"
 
@@ -375,24 +374,13 @@ def verify(dream: Dream, answer: str, fuzzy: float = 0.8) -> bool:
     return grounded(answer, dream.source, dream.question, fuzzy)
 
 
-def mentions(text: str, expected: str, fuzzy: float = 0.8) -> bool:
-    """Normalised containment, then word-level fuzzy match (plurals, spelling, "10" for "ten")."""
-    words, wanted = _words(text), _words(expected)
-    if not wanted:
-        return False
-    if f" {' '.join(wanted)} " in f" {' '.join(words)} ":
-        return True
-    hits = sum(any(_similar(w, x, fuzzy) for x in words) for w in wanted)
-    return hits / len(wanted) >= max(fuzzy, 1.0 if len(wanted) < 3 else fuzzy)
-
-
 def grounded(answer: str, source: str, question: str, fuzzy: float = 0.8) -> bool:
     """An answer with no given keyword: its content words come from the source, and it adds some."""
-    content = [w for w in _words(answer) if w not in _STOP and len(w) > 1]
-    source_words, asked = set(_words(source)), set(_words(question))
+    content = [w for w in words(answer) if w not in _STOP and len(w) > 1]
+    source_words, asked = set(words(source)), set(words(question))
     if not content:
         return False
-    found = [w for w in content if any(_similar(w, s, fuzzy) for s in source_words)]
+    found = [w for w in content if any(similar(w, s, fuzzy) for s in source_words)]
     informative = [w for w in found if w not in asked]
     return len(found) / len(content) >= fuzzy and bool(informative)
 
@@ -402,18 +390,6 @@ def judge_prompt(dream: Dream, answer: str) -> str:
         f"Text: {dream.source}\nQuestion: {dream.question}\nAnswer: {answer}\n\n"
         "Does the text support this answer? Reply yes or no."
     )
-
-
-def _similar(a: str, b: str, fuzzy: float) -> bool:
-    if a == b or _number(a) is not None and _number(a) == _number(b):
-        return True
-    return len(a) > 3 and difflib.SequenceMatcher(None, a, b).ratio() >= fuzzy
-
-
-def _number(word: str) -> int | None:
-    if word.isdigit():
-        return int(word)
-    return _NUMBER_WORDS.index(word) if word in _NUMBER_WORDS else None
 
 
 # -- the night: answer, verify, select ---------------------------------------------------------
@@ -488,12 +464,8 @@ def ask_all(ask: Ask, prompts: Sequence[str]) -> list[str]:
 # -- small text helpers ------------------------------------------------------------------------
 
 
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower())
-
-
 def _norm(text: str) -> str:
-    return " ".join(_words(text))
+    return " ".join(words(text))
 
 
 def _tidy(question: str) -> str:

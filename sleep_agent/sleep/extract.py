@@ -12,9 +12,11 @@ came before.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from sleep_agent.episodes import Episode, EpisodePart
 from sleep_agent.sleep import phrasings
@@ -391,12 +393,20 @@ def _strip_preamble(sentence: str) -> str:
     return sentence[:1].upper() + sentence[1:]
 
 
-def behaviour_samples(episodes: Sequence[Episode], *, window: int | None = None) -> list[ChatSample]:
+ToolCallFormat = Literal["text", "hermes", "mistral", "llama3_json"]
+
+
+def behaviour_samples(
+    episodes: Sequence[Episode], *, window: int | None = None, calls: ToolCallFormat = "text"
+) -> list[ChatSample]:
     """Behaviour cloning: every assistant step of a successful trajectory, given what came before.
 
-    Only the assistant's own steps are trained (tool calls written as text); what users and tools
-    said is prompt, never a target, so a tool's text is not learned as the model's words.
-    ``window``: the steps of history each sample keeps (see :func:`trajectory_prompt`).
+    Only the assistant's own steps are trained; what users and tools said is prompt, never a
+    target, so a tool's text is not learned as the model's words. ``calls="text"`` trains the
+    text form the game agent prompts with (:func:`trajectory_prompt`); a tool-call format
+    (``"hermes"``...) trains the conversation as a native tool-calling agent sends it to the server,
+    each call written the way the server's tool-call parser reads it back as a tool call.
+    ``window``: the steps of history each sample keeps (text form only).
     """
     samples = []
     for episode in episodes:
@@ -404,6 +414,12 @@ def behaviour_samples(episodes: Sequence[Episode], *, window: int | None = None)
             continue
         for i, part in enumerate(episode.parts):
             if part.source != "assistant":
+                continue
+            if calls != "text":
+                prompt = native_prompt(episode.parts[:i])
+                if any(m["role"] == "user" for m in prompt):
+                    answer = native_action_text(part, calls)
+                    samples.append(ChatSample(prompt=tuple(prompt), answer=answer, episode_id=episode.id))
                 continue
             prompt = trajectory_prompt(episode.parts[:i], window=window)
             if any(m["role"] == "user" for m in prompt):  # the chat template needs a user turn
@@ -436,6 +452,35 @@ def trajectory_prompt(parts: Sequence[EpisodePart], *, window: int | None = None
         return history
     start = steps[-window] if window else steps[-1] + 1  # window 0: only what the last step returned
     return history[: steps[0]] + history[start:]
+
+
+def native_prompt(parts: Sequence[EpisodePart]) -> list[dict[str, Any]]:
+    """A trajectory so far as the OpenAI-style messages a tool-calling agent sends (tool calls and
+    tool results in their own fields, for the chat template to render as it does when serving)."""
+    messages: list[dict[str, Any]] = []
+    for part in parts:
+        message: dict[str, Any] = {"role": part.source, "content": part.content}
+        if part.tool_calls:
+            message["tool_calls"] = [
+                {"type": "function", "function": {"name": c.get("name"), "arguments": c.get("args", {})}}
+                for c in part.tool_calls
+            ]
+        if part.source == "tool" and part.name:
+            message["name"] = part.name
+        messages.append(message)
+    return messages
+
+
+def native_action_text(part: EpisodePart, calls: ToolCallFormat) -> str:
+    """The assistant's step as the model must write it for ``calls``' parser to find its tool calls."""
+    payload = [{"name": c.get("name"), "arguments": c.get("args", {})} for c in part.tool_calls]
+    if calls == "hermes":
+        written = [f"<tool_call>\n{json.dumps(p)}\n</tool_call>" for p in payload]
+    elif calls == "mistral":
+        written = [f"[TOOL_CALLS]{json.dumps(payload)}"] if payload else []
+    else:  # llama3_json
+        written = [json.dumps({"name": p["name"], "parameters": p["arguments"]}) for p in payload]
+    return "\n".join([part.content, *written] if part.content else written)
 
 
 def action_text(part: EpisodePart) -> str:

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from sleep_agent.answers import says
 from sleep_agent.sleep.extract import Fact
 from sleep_agent.sleep.reference import REFERENCE_TEXT
 from sleep_agent.sleep.settings import GateConfig
@@ -84,14 +85,12 @@ def recall_of(ask: Ask, facts: Sequence[Fact], limit: int | None = None) -> floa
     if limit is not None and len(probes) > limit:  # the same sample for both versions: a fixed seed
         probes = random.Random(0).sample(probes, limit)
     answers = ask_all(ask, [p.question for p in probes])
-    return sum(p.keyword.lower() in a.lower() for p, a in zip(probes, answers, strict=True)) / len(probes)
+    return sum(says(a, p.keyword) for p, a in zip(probes, answers, strict=True)) / len(probes)
 
 
 def probe_of(ask: Ask) -> int:
     answers = ask_all(ask, [q for q, _ in GATE_PROBE])
-    return sum(
-        any(k.lower() in a.lower() for k in keys) for (_, keys), a in zip(GATE_PROBE, answers, strict=True)
-    )
+    return sum(any(says(a, k) for k in keys) for (_, keys), a in zip(GATE_PROBE, answers, strict=True))
 
 
 def ask_all(ask: Ask, questions: Sequence[str], workers: int = 8) -> list[str]:

@@ -176,6 +176,12 @@ class CycleConfig(BaseModel):
         description="whose words become facts; [] for agents whose tools describe a world that is new "
         "each episode (a game): they learn from their won trajectories alone",
     )
+    tool_calls: Literal["auto", "text", "hermes", "mistral", "llama3_json"] = Field(
+        "auto",
+        description="how trajectories' tool calls are trained: 'auto' writes them the way the server's "
+        "tool-call parser reads them (a native tool-calling agent improves as it is really prompted), "
+        "'text' as 'call name({...})' in the game agent's own prompt",
+    )
     trajectory_window: int | None = Field(
         None,
         ge=0,

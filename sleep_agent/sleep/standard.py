@@ -35,7 +35,7 @@ from sleep_agent.sleep.consolidate import (
 from sleep_agent.sleep.critic import Statement, critique, superseded
 from sleep_agent.sleep.cycle import SleepReport
 from sleep_agent.sleep.dream import Night
-from sleep_agent.sleep.extract import Fact, behaviour_samples, extract_facts
+from sleep_agent.sleep.extract import Fact, ToolCallFormat, behaviour_samples, extract_facts
 from sleep_agent.sleep.gate import decide, reference_perplexity, score
 from sleep_agent.sleep.memo import remembered
 from sleep_agent.sleep.reference import REFERENCE_TEXT
@@ -100,10 +100,12 @@ class StandardCycle:
 
         with _timed(timings, "extract"):
             new_facts, old_facts = extract_facts(kept, user=user), extract_facts(earlier, user=user)
-            window = self.config.trajectory_window
-            behaviour = behaviour_samples([ep for ep in episodes if ep.id in kept_ids], window=window)
+            window, calls = self.config.trajectory_window, self._tool_calls(memory)
+            behaviour = behaviour_samples(
+                [ep for ep in episodes if ep.id in kept_ids], window=window, calls=calls
+            )
             if self.config.start == "rebuild":  # earlier trajectories are replayed like earlier facts
-                behaviour += behaviour_samples(consolidated, window=window)
+                behaviour += behaviour_samples(consolidated, window=window, calls=calls)
         report.metrics["facts"] = len(new_facts)
         report.metrics["behaviour_samples"] = len(behaviour)
 
@@ -300,6 +302,19 @@ class StandardCycle:
         return round(
             sum(dream.verify(d, a, fuzzy) for (d, _), a in zip(picked, answers, strict=True)) / len(picked), 3
         )
+
+    def _tool_calls(self, memory: SleepMemory) -> ToolCallFormat:
+        """The form trajectories' tool calls are trained in: the one the server parses back."""
+        if self.config.tool_calls != "auto":
+            return self.config.tool_calls
+        parser = memory.config.serving.tool_call_parser
+        if parser == "auto":
+            from sleep_agent.serving.vllm import tool_call_parser_for
+
+            parser = tool_call_parser_for(memory.model_path)
+        if parser in ("hermes", "mistral", "llama3_json"):
+            return parser
+        return "text"  # a parser whose form is not written here: the readable text form
 
     def _anchors(self, memory: SleepMemory) -> list[ChatSample]:
         """The base model's answers to general prompts: asked once per model, then read from disk."""
