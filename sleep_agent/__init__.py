@@ -35,6 +35,7 @@ _WHERE = {
     "SleepMemoryMiddleware": "sleep_agent.middleware",
     "SleepPolicy": "sleep_agent.config",
     "SleepReport": "sleep_agent.sleep.cycle",
+    "SleepContext": "sleep_agent.sleep.cycle",
     "SleepState": "sleep_agent.nodes",
     "StandardCycle": "sleep_agent.sleep.standard",
     "adapter_name": "sleep_agent.serving",
@@ -71,6 +72,7 @@ __all__ = [
     "SleepMemoryMiddleware",
     "SleepPolicy",
     "SleepReport",
+    "SleepContext",
     "SleepState",
     "StandardCycle",
     "adapter_name",
@@ -116,6 +118,6 @@ if TYPE_CHECKING:
     from sleep_agent.nodes import SleepMemory, SleepState
     from sleep_agent.policy import SleepDecision
     from sleep_agent.serving import adapter_name, create_backend
-    from sleep_agent.sleep.cycle import SleepReport
+    from sleep_agent.sleep.cycle import SleepContext, SleepReport
     from sleep_agent.sleep.settings import CycleConfig, DreamConfig, GateConfig, LoraTrainConfig
     from sleep_agent.sleep.standard import StandardCycle

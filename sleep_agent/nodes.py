@@ -35,7 +35,7 @@ from sleep_agent.episodes import RECALL_MARKER, Episode, TokenCounter, is_recall
 from sleep_agent.errors import NamespaceBusyError, NamespaceError, SleepAgentError
 from sleep_agent.locks import NamespaceLock
 from sleep_agent.policy import SleepDecision, decide
-from sleep_agent.sleep.cycle import SleepCycle, SleepReport
+from sleep_agent.sleep.cycle import SleepContext, SleepCycle, SleepReport
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -601,7 +601,7 @@ class SleepMemory:
             forgotten=list(forgotten),
         )
         try:
-            report = self.cycle(self, episodes, report)
+            report = self.cycle(self._sleep_context(), episodes, report)
             self._apply(report, episodes)
         except Exception as e:
             report.error = f"{type(e).__name__}: {e}"
@@ -611,6 +611,16 @@ class SleepMemory:
             self.last_report = report
             self._save_report(report)
         return report
+
+    def _sleep_context(self) -> SleepContext:
+        return SleepContext(
+            config=self.config,
+            buffer=self.buffer,
+            agent_prompts=frozenset(self.agent_prompts),
+            recall_prompt=self.recall_prompt,
+            serving=lambda: self.backend,
+            model=lambda: self.model_path,
+        )
 
     def _save_report(self, report: SleepReport) -> None:
         # a failed save must not turn a finished sleep into a failed one

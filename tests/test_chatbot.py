@@ -57,7 +57,8 @@ def test_a_session_answers_falls_asleep_at_its_threshold_and_a_new_one_starts_em
     assert session.new_session() != thread and session.status()["turns"] == 0
     third = session.send("what is my name ?")
     assert third.adapter == "alice@v1"  # the new session is answered by the weights
-    state = session._graph.get_state({"configurable": {"thread_id": session.thread_id}})
+    run = {"configurable": {"user_id": "alice", "thread_id": f"alice/{session.thread_id}"}}
+    state = session.bot.graph.get_state(run)
     assert [m.content for m in state.values["messages"] if m.type == "human"] == ["what is my name ?"]
 
 
@@ -98,6 +99,11 @@ def test_the_web_api_chats_per_user_sleeps_and_refuses_bad_input(config, gate_ac
         assert "adapter v1" in slept["slept"][0] and slept["status"]["active_adapter"] == "alice@v1"
         assert client.get("/api/status", params={"user": "bob"}).json()["active_adapter"] is None
         assert client.get("/api/users").json()["users"] == ["alice", "bob"]
+        bob = client.post("/api/chat", json={"user": "bob", "text": "my name is quenty"}).json()
+        assert bob["adapter"] == "base" and bob["status"]["episodes"]["pending"] == 1  # not alice's v1
+        sessions = app.state.sessions
+        alice_s, bob_s = sessions.get("alice"), sessions.get("bob")
+        assert alice_s.bot is bob_s.bot and sessions.bot.memory.namespaces() == ["alice", "bob"]
         assert client.post("/api/new", json={"user": "alice"}).json()["status"]["turns"] == 0
         forgot = client.post("/api/forget", json={"user": "alice", "text": "zorblax"}).json()
         assert forgot["result"]["deleted"] == 1

@@ -1,9 +1,11 @@
-"""The web chat in headless Chromium: chat, sleep, and a new session answers from the weights.
+"""The web chat in headless Chromium: chat, sleep, and a new session answered by the new adapter.
 
 Real parts throughout: the page served by uvicorn, Debian's Chromium driven through chromedriver
-(selenium), the default model served by vLLM, a real sleep with the real gate. (Served in-process
-the sleep's base-model anchors are generated one by one, and the sleep takes several times longer.) ``make test``
-installs Chromium; where it cannot be installed (no root, no apt) the test says so and skips.
+(selenium), a real sleep. Two sizes: in CI the tiny test Llama served in-process with a short cycle
+and an accepting gate (the page's whole flow in about a minute); in ``make test-all`` (heavy) the
+default model on vLLM with the real gate, where the new session must answer a preference from the
+weights. ``make test`` installs Chromium; where it cannot be installed (no root, no apt) the test
+says so and skips.
 """
 
 from __future__ import annotations
@@ -14,18 +16,12 @@ import time
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.vllm]
-
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
 @pytest.fixture
-def page_url(default_model_dir, tmp_path):
-    import uvicorn
-
+def default_page(default_model_dir, tmp_path):
     from sleep_agent import ServingConfig, SleepConfig, SleepPolicy
-    from sleep_agent.chatbot.web import create_app
-    from sleep_agent.serving.vllm import free_port
 
     config = SleepConfig(
         model=str(default_model_dir),
@@ -33,9 +29,28 @@ def page_url(default_model_dir, tmp_path):
         serving=ServingConfig(backend="vllm", startup_timeout_s=900),
         policy=SleepPolicy(pending_episodes=None, pending_tokens=None, context_fraction=None),
     )
+    yield from _page(config, None)
+
+
+@pytest.fixture
+def tiny_page(tiny_model_dir, tmp_path, gate_accepts):
+    from conftest import tiny_config
+    from test_chatbot import QUICK
+
+    from sleep_agent.sleep.standard import StandardCycle
+
+    yield from _page(tiny_config(tiny_model_dir, tmp_path / "home"), StandardCycle(QUICK))
+
+
+def _page(config, cycle):  # noqa: ANN001, ANN202
+    import uvicorn
+
+    from sleep_agent.chatbot.web import create_app
+    from sleep_agent.serving.vllm import free_port
+
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(create_app(config, cycle=cycle), host="127.0.0.1", port=port, log_level="warning")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -74,7 +89,19 @@ def browser(tmp_path):
     driver.quit()
 
 
-def test_chat_sleep_and_a_new_session_answers_a_preference_from_the_weights(page_url, browser):
+@pytest.mark.slow
+def test_the_page_chats_sleeps_and_a_new_session_is_answered_by_the_users_new_adapter(tiny_page, browser):
+    _chat_sleep_and_ask(browser, tiny_page, "my name is zorblax", "what is my name ?", None)
+
+
+@pytest.mark.heavy
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_chat_sleep_and_a_new_session_answers_a_preference_from_the_weights(default_page, browser):
+    _chat_sleep_and_ask(browser, default_page, "My name is Priya.", "What is my name?", "priya")
+
+
+def _chat_sleep_and_ask(browser, page_url: str, fact: str, question: str, answer_has: str | None) -> None:  # noqa: ANN001
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as seen
     from selenium.webdriver.support.ui import WebDriverWait
@@ -107,17 +134,20 @@ def test_chat_sleep_and_a_new_session_answers_a_preference_from_the_weights(page
     idle()
     assert browser.find_element(By.ID, "adapter").text == "base model"
 
-    say("My name is Priya.")
+    say(fact)
     assert "pending 1" in browser.find_element(By.ID, "episodes").text
     browser.find_element(By.ID, "sleep").click()
     wait(1500).until(seen.text_to_be_present_in_element((By.ID, "last-sleep"), "adapter v1"))
     idle()
     assert browser.find_element(By.ID, "adapter").text == "dana@v1"
-    assert "learned: My name is Priya." in browser.find_element(By.ID, "last-sleep").text
+    assert f"learned: {fact}" in browser.find_element(By.ID, "last-sleep").text
 
     browser.find_element(By.ID, "new").click()
     idle()
     assert browser.find_elements(By.CSS_SELECTOR, ".msg") == []  # an empty context
     assert "(0 turns)" in browser.find_element(By.ID, "session").text
-    answer = say("What is my name?")
-    assert "priya" in answer.lower(), answer  # nothing in the prompt said it: the weights did
+    answer = say(question)
+    assert browser.find_element(By.ID, "adapter").text == "dana@v1"
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".msg")) == 2  # the question and its answer
+    if answer_has is not None:
+        assert answer_has in answer.lower(), answer  # nothing in the prompt said it: the weights did

@@ -232,3 +232,34 @@ def test_a_long_conversation_trains_fewer_epochs_within_the_budget():
     assert within_budget(config, 800, 1600).epochs == 2.0
     assert within_budget(config, 5000, 1600).epochs == 1.0  # never below one pass
     assert within_budget(config, 5000, None) is config
+
+
+def test_two_trainings_started_at_once_in_one_process_both_finish(tiny_model_dir, tmp_path):
+    """Two users' sleeps may train at the same moment: the Trainer's accelerate state is
+    process-wide, so the second waits for the first instead of breaking it."""
+    import threading
+
+    from safetensors.torch import load_file
+
+    samples = [ChatSample.qa("where does zorblax quenty live ?", "he lives in vellmora .")]
+    config = LoraTrainConfig(rank=4, max_steps=3, batch_size=1)
+    results: dict[str, object] = {}
+
+    def train(name: str) -> None:
+        try:
+            results[name] = train_adapter(tiny_model_dir, samples, tmp_path / name, config, progress=False)
+        except Exception as exc:  # noqa: BLE001 -- reported by the assertion below
+            results[name] = exc
+
+    threads = [threading.Thread(target=train, args=(name,)) for name in ("ana", "ben")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert all(getattr(r, "steps", None) == 3 for r in results.values()) and len(results) == 2, results
+    for name in ("ana", "ben"):
+        assert any(
+            w.any()
+            for k, w in load_file(tmp_path / name / "adapter_model.safetensors").items()
+            if "lora_B" in k
+        )

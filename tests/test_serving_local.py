@@ -55,6 +55,33 @@ def test_chat_model_follows_each_activated_version(server, fact_adapter):
     assert llm.invoke(QUESTION).content == base_answer.content and server.loaded_adapters == {}
 
 
+def test_the_chat_model_streams_the_adapters_answer_token_by_token(server, fact_adapter):
+    import asyncio
+
+    server.activate("t@v1", fact_adapter)
+    llm = server.chat_model(max_tokens=8)
+    chunks = list(llm.stream(QUESTION))
+    assert len([c for c in chunks if c.content]) > 2  # pieces as they are written, not one block
+    assert "".join(c.content for c in chunks) == ANSWER == llm.invoke(QUESTION).content
+    assert chunks[-1].response_metadata["model_name"] == "t@v1"
+
+    async def collect() -> list:
+        return [c async for c in llm.astream(QUESTION)]
+
+    assert "".join(c.content for c in asyncio.run(collect())) == ANSWER
+    cut = llm.bind(stop=["vellmora"])
+    assert "".join(c.content for c in cut.stream(QUESTION)) == cut.invoke(QUESTION).content == "he lives in"
+
+
+def test_streamed_pieces_are_stripped_and_cut_at_a_stop_string_split_across_them():
+    from sleep_agent.serving.local import _until_stop
+
+    assert list(_until_stop(iter(["  hel", "lo ", "wor", "ld  "]), ())) == ["hel", "lo", " wor", "ld"]
+    assert "".join(_until_stop(iter(["ab", "cE", "N", "D more"]), ("END",))) == "abc"
+    assert "".join(_until_stop(iter(["x", "\n\nUs", "er: hi"]), ("\n\nUser:",))) == "x"
+    assert list(_until_stop(iter(["   "]), ())) == []
+
+
 def test_old_version_is_unloaded_only_after_its_requests_finish(server, fact_adapter):
     server.activate("t@v1", fact_adapter)
     entered, release = threading.Event(), threading.Event()

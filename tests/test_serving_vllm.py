@@ -11,6 +11,7 @@ import time
 import httpx
 import pytest
 
+from examples import many_users
 from sleep_agent import AdapterLoadError, ServerStartError, ServingConfig
 from sleep_agent.serving.vllm import VLLMServer, free_port
 from sleep_agent.sleep.consolidate import ChatSample, LoraTrainConfig, train_adapter
@@ -308,22 +309,11 @@ def test_one_graph_two_users_conflicting_facts_each_sleeps_into_their_own_adapte
     memory = users_memory(server, tmp_path, pending_episodes=1)
     graph = create_sleep_agent(memory)
     told = {"ana": "vellmora", "ben": "drennick"}
+    facts = {
+        user: f"Remember this: Zorblax Quenty lives in {city.capitalize()}." for user, city in told.items()
+    }
 
-    async def tell(user: str) -> list:
-        config = {"configurable": {"user_id": user, "thread_id": user}}
-        fact = f"Remember this: Zorblax Quenty lives in {told[user].capitalize()}."
-        return [
-            c
-            async for c in graph.astream(
-                {"messages": [("user", fact)]}, config, stream_mode=["custom", "updates"]
-            )
-        ]
-
-    async def both() -> dict:
-        streams = await asyncio.gather(*(tell(u) for u in told))
-        return dict(zip(told, streams, strict=True))
-
-    streams = asyncio.run(both())
+    streams = asyncio.run(many_users.tell(graph, facts))
     for user, chunks in streams.items():
         steps = [
             c for mode, c in chunks if mode == "custom" and c.get("stage") == "consolidate" and "step" in c
@@ -332,20 +322,11 @@ def test_one_graph_two_users_conflicting_facts_each_sleeps_into_their_own_adapte
         (report,) = [c["sleep"]["sleep_report"] for mode, c in chunks if mode == "updates" and "sleep" in c]
         assert report["namespace"] == f"user-{user}" and report["adapter_version"] == 1, report
 
-    async def ask(user: str):  # noqa: ANN202
-        config = {"configurable": {"user_id": user, "thread_id": f"{user}-asks"}}
-        out = await graph.ainvoke({"messages": [("user", "Where does Zorblax Quenty live?")]}, config)
-        return out["messages"][-1]
-
-    replies = dict(zip(told, asyncio.run(_gather(*(ask(u) for u in told))), strict=True))
+    replies = asyncio.run(many_users.ask(graph, list(told), "Where does Zorblax Quenty live?"))
     for user, reply in replies.items():
         other = told["ben" if user == "ana" else "ana"]
         assert reply.response_metadata["model_name"] == f"user-{user}@v1"
         assert told[user] in reply.content.lower() and other not in reply.content.lower(), reply.content
-
-
-async def _gather(*aws):  # noqa: ANN001, ANN202
-    return await asyncio.gather(*aws)
 
 
 def test_a_create_agent_agent_with_the_middleware_calls_a_tool_and_sleeps_on_its_trajectory(

@@ -179,3 +179,67 @@ def test_recall_goes_after_the_leading_system_messages() -> None:
     assert not any(isinstance(m, SystemMessage) for m in last[2:])
     assert "Rex" in last[1].text
     assert [m.text for m in last if isinstance(m, AIMessage)] == ["noted: What is my dog called?"]
+
+
+# Two template families that take one system message, first, and then strictly alternating turns
+# (written here in their shape: an [INST] family that folds the system text into the first user
+# turn, and a turn-tag family that has no system role after the first message).
+INST_FAMILY = (
+    "{% if messages[0]['role'] == 'system' %}{% set system = messages[0]['content'] + ' ' %}"
+    "{% set turns = messages[1:] %}{% else %}{% set system = '' %}{% set turns = messages %}{% endif %}"
+    "{% for m in turns %}"
+    "{% if m['role'] == 'system' %}{{ raise_exception('a system message must come first') }}{% endif %}"
+    "{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('roles must alternate user/assistant') }}{% endif %}"
+    "{% if m['role'] == 'user' %}{{ '[INST] ' + (system if loop.first else '') + m['content'] + ' [/INST]' }}"
+    "{% else %}{{ ' ' + m['content'] + eos_token }}{% endif %}{% endfor %}"
+)
+TURN_FAMILY = (
+    "{% if messages[0]['role'] == 'system' %}{% set first = messages[0]['content'] + ' ' %}"
+    "{% set turns = messages[1:] %}{% else %}{% set first = '' %}{% set turns = messages %}{% endif %}"
+    "{% for m in turns %}"
+    "{% if m['role'] not in ['user', 'assistant'] %}{{ raise_exception('System role not supported') }}{% endif %}"
+    "{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('roles must alternate') }}"
+    "{% endif %}{{ '<start_of_turn>' + ('model' if m['role'] == 'assistant' else 'user') + ' ' }}"
+    "{{ (first if loop.first else '') + m['content'] + ' <end_of_turn> ' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model ' }}{% endif %}"
+)
+
+
+@pytest.mark.parametrize("template", [INST_FAMILY, TURN_FAMILY], ids=["inst", "turn-tags"])
+def test_an_agent_with_a_prompt_and_recall_runs_on_templates_that_take_one_leading_system_message(
+    template, tiny_model_dir, tmp_path
+) -> None:
+    """The agent's prompt, the recall message and the history reach a strict template as one
+    leading system message and alternating turns; a second system message would be refused."""
+    import shutil
+
+    from conftest import tiny_config
+    from transformers import AutoTokenizer
+
+    from sleep_agent import create_sleep_agent
+
+    model_dir = tmp_path / "strict"
+    shutil.copytree(tiny_model_dir, model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.chat_template = template
+    tokenizer.save_pretrained(model_dir)
+    with pytest.raises(Exception, match="first|not supported"):  # the template is strict
+        tokenizer.apply_chat_template(
+            [{"role": "system", "content": "a"}, {"role": "system", "content": "b"}], tokenize=False
+        )
+
+    config = tiny_config(model_dir, tmp_path / "home", namespace="user-{user_id}")
+    config.recall.k = 2
+    with SleepMemory(config, cycle=AcceptAll(), token_counter=count_tokens_approximately) as memory:
+        agent = create_sleep_agent(
+            memory,
+            prompt="You are terse.",
+            model=memory.chat_model(max_tokens=4),
+            checkpointer=InMemorySaver(),
+        )
+        agent.invoke({"messages": [("user", "My dog is Rex.")]}, run("ana", "first"))
+        second = agent.invoke({"messages": [("user", "What is my dog called?")]}, run("ana", "second"))
+        third = agent.invoke({"messages": [("user", "And again?")]}, run("ana", "second"))
+    assert "Rex" in recalled(second) and "Rex" in recalled(third)  # recall was in the prompt
+    assert [m.type for m in third["messages"] if m.name != RECALL_MARKER] == ["human", "ai", "human", "ai"]

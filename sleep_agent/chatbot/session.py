@@ -1,8 +1,10 @@
 """One user's chat with sleepable memory: the state behind the terminal and the web chat.
 
-A user is a namespace (own buffer, own adapters); a session is a LangGraph thread. A new session
-starts with an empty context, so what the bot still knows there comes from its weights and from
-recall (``RecallConfig.include_consolidated`` off: from its weights alone, once it has slept).
+A user is a namespace (own buffer, own adapters) of one memory shared by every user, and a session
+is a LangGraph thread of one graph shared by every user: each turn names its user in
+``configurable``, the way a deployed graph is called. A new session starts with an empty context,
+so what the bot still knows there comes from its weights and from recall
+(``RecallConfig.include_consolidated`` off: from its weights alone, once it has slept).
 """
 
 from __future__ import annotations
@@ -35,19 +37,54 @@ class Reply:
     slept: SleepReport | None = None
 
 
+class ChatBot:
+    """One memory and one graph for every user: a user is a namespace of the memory's template."""
+
+    def __init__(
+        self,
+        config: SleepConfig,
+        *,
+        backend: ServingBackend | None = None,
+        cycle: SleepCycle | None = None,
+        prompt: str = DEFAULT_PROMPT,
+        max_tokens: int = 96,  # per answer: a CPU answers 20-40 tokens a second
+    ) -> None:
+        self.memory = SleepMemory(
+            config.model_copy(update={"namespace": "{user_id}"}), backend=backend, cycle=cycle
+        )
+        self.prompt, self.max_tokens = prompt, max_tokens
+        self._graph: Any = None  # built on the first turn: the chat model starts the server
+        self._lock = threading.Lock()
+
+    @property
+    def graph(self) -> Any:
+        with self._lock:
+            if self._graph is None:
+                model = self.memory.chat_model(max_tokens=self.max_tokens)
+                self._graph = create_sleep_agent(
+                    self.memory, prompt=self.prompt, model=model, checkpointer=InMemorySaver()
+                )
+            return self._graph
+
+    def session(self, user: str) -> ChatSession:
+        """A new session of ``user`` (a thread of their own) on the shared memory and graph."""
+        return ChatSession(self.memory.for_namespace(user), bot=self)
+
+    def close(self) -> None:
+        """Wait for every user's sleep, then stop the server if this bot started it."""
+        self.memory.close()
+
+
 @dataclass
 class ChatSession:
-    """A user's memory, a graph with it, and the current thread. Thread-safe: one turn at a time."""
+    """A user's memory and their current thread of the bot's graph. Thread-safe: one turn at a time."""
 
-    memory: SleepMemory
-    prompt: str = DEFAULT_PROMPT
-    max_tokens: int = 96  # per answer: a CPU answers 20-40 tokens a second
+    memory: SleepMemory  # this user's own
+    bot: ChatBot
     thread_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._saver = InMemorySaver()  # every session's thread, for as long as this object lives
-        self._graph: Any = None  # built on the first turn: the chat model starts the server
         self._turns = 0
 
     @classmethod
@@ -60,13 +97,12 @@ class ChatSession:
         cycle: SleepCycle | None = None,
         **kwargs: Any,
     ) -> ChatSession:
-        """The session of ``user`` (their namespace) with the rest of ``config``.
+        """The session of ``user`` (their namespace) on a bot of its own, with the rest of ``config``.
 
-        ``backend``: a server shared by several users (each is served only their own adapter);
-        ``cycle``: the sleep cycle (default: the standard one).
+        ``backend``: a server shared with others (each user is served only their own adapter);
+        ``cycle``: the sleep cycle (default: the standard one); ``kwargs``: :class:`ChatBot`'s.
         """
-        memory = SleepMemory(config.model_copy(update={"namespace": user}), backend=backend, cycle=cycle)
-        return cls(memory, **kwargs)
+        return ChatBot(config, backend=backend, cycle=cycle, **kwargs).session(user)
 
     @property
     def user(self) -> str:
@@ -79,19 +115,13 @@ class ChatSession:
         """
         if not text.strip():
             raise ValueError("say something: the message is empty")
+        graph = self.bot.graph
         with self._lock:
-            if self._graph is None:
-                model = self.memory.chat_model(max_tokens=self.max_tokens)
-                self._graph = create_sleep_agent(
-                    self.memory, prompt=self.prompt, model=model, checkpointer=self._saver
-                )
             before = self.memory.last_report
             answer: AIMessage | None = None
-            updates = self._graph.stream(
-                {"messages": [HumanMessage(text)]},
-                {"configurable": {"thread_id": self.thread_id}},
-                stream_mode="updates",
-            )
+            # a thread is keyed by its user too: no thread id reaches another user's conversation
+            run = {"configurable": {"user_id": self.user, "thread_id": f"{self.user}/{self.thread_id}"}}
+            updates = graph.stream({"messages": [HumanMessage(text)]}, run, stream_mode="updates")
             for update in updates:
                 for node, change in update.items():
                     for message in (change or {}).get("messages", []):
@@ -131,7 +161,7 @@ class ChatSession:
         return {**self.memory.status(), "thread_id": self.thread_id, "turns": self._turns}
 
     def close(self) -> None:
-        self.memory.close()
+        self.bot.close()
 
 
 def describe_sleep(report: SleepReport, memory: SleepMemory | None = None) -> list[str]:

@@ -18,7 +18,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from sleep_agent.chatbot.session import ChatSession, describe_sleep
+from sleep_agent.chatbot.session import ChatBot, ChatSession, describe_sleep
 from sleep_agent.config import NAMESPACE_PATTERN, SleepConfig
 from sleep_agent.errors import SleepAgentError
 from sleep_agent.serving.base import ServingBackend
@@ -39,15 +39,13 @@ class ForgetIn(UserIn):
 
 
 class Sessions:
-    """One chat session per user, all on one backend started on first use."""
+    """One chat session per user, all on one bot: one memory, one graph, one backend."""
 
     def __init__(
         self, config: SleepConfig, backend: ServingBackend | None = None, cycle: SleepCycle | None = None
     ) -> None:
         self.config = config
-        self.cycle = cycle
-        self._backend = backend
-        self._owns_backend = backend is None
+        self.bot = ChatBot(config, backend=backend, cycle=cycle)
         self._sessions: dict[str, ChatSession] = {}
         self._lock = threading.Lock()
 
@@ -55,14 +53,8 @@ class Sessions:
         if not NAMESPACE_PATTERN.match(user):
             raise HTTPException(400, f"user {user!r}: use 1-63 letters, digits, '_', '.' or '-'")
         with self._lock:
-            if self._backend is None:
-                from sleep_agent.serving import create_backend
-
-                self._backend = create_backend(self.config).start()
             if user not in self._sessions:
-                self._sessions[user] = ChatSession.open(
-                    user, self.config, backend=self._backend, cycle=self.cycle
-                )
+                self._sessions[user] = self.bot.session(user)
             return self._sessions[user]
 
     def users(self) -> list[str]:
@@ -72,10 +64,7 @@ class Sessions:
         return sorted(on_disk | set(self._sessions))
 
     def close(self) -> None:
-        for session in self._sessions.values():
-            session.memory.wait()
-        if self._backend is not None and self._owns_backend:
-            self._backend.stop()
+        self.bot.close()
 
 
 def create_app(

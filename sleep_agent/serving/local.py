@@ -10,13 +10,13 @@ import json
 import re
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -75,6 +75,49 @@ def parse_tool_calls(text: str) -> tuple[str, list[dict[str, Any]]]:
     return (_TOOL_CALL.sub("", text).strip() if calls else text), calls
 
 
+class _Halt:
+    """Ends generation when the reader says so. Stop strings are found on the text, not the tokens
+    (transformers' own stop-string criterion fails on some tokenizers' vocabularies)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        return torch.full(
+            (input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device
+        )
+
+
+def _until_stop(pieces: Iterator[str], stop: Sequence[str]) -> Iterator[str]:
+    """``pieces`` joined, stripped and cut at the first stop string, in pieces again. The last
+    ``len(longest stop) - 1`` characters are held back until it is known no stop starts in them.
+    Written here because transformers' streamer knows nothing of stop strings."""
+    hold = max((len(s) for s in stop), default=1) - 1
+    text, sent = "", 0
+    for piece in pieces:
+        text += piece
+        if not text[sent:].strip() and sent == 0:
+            continue  # no leading whitespace
+        cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+        if cut >= 0:
+            text = text[:cut]
+            break
+        start = sent or len(text) - len(text.lstrip())
+        end = max(start, min(len(text) - hold, len(text.rstrip())))  # trailing spaces wait too
+        if end > start:
+            yield text[start:end]
+            sent = end
+    else:
+        cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+        text = text if cut < 0 else text[:cut]
+    start = sent or len(text) - len(text.lstrip())
+    rest = text[start:].rstrip()
+    if rest:
+        yield rest
+
+
 class LocalChatModel(BaseChatModel):
     """A LangChain chat model over a :class:`LocalServer`, following its active adapter."""
 
@@ -109,6 +152,14 @@ class LocalChatModel(BaseChatModel):
         schemas = [] if tool_choice == "none" else [convert_to_openai_tool(t) for t in tools]
         return self.bind(tools=schemas, **kwargs)
 
+    def _params(self, stop: list[str] | None, kwargs: dict[str, Any]) -> GenerationParams:
+        return GenerationParams(
+            max_tokens=kwargs.get("max_tokens", self.max_tokens),
+            temperature=kwargs.get("temperature", self.temperature),
+            stop=tuple(stop or ()),
+            tools=tuple(kwargs.get("tools") or ()),
+        )
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -118,18 +169,50 @@ class LocalChatModel(BaseChatModel):
     ) -> ChatResult:
         with self._backend.router.request(namespace=namespace_now(self._namespace)) as target:
             text = self._backend._chat(
-                to_chat_messages(one_system_message(messages)),
-                target,
-                GenerationParams(
-                    max_tokens=kwargs.get("max_tokens", self.max_tokens),
-                    temperature=kwargs.get("temperature", self.temperature),
-                    stop=tuple(stop or ()),
-                    tools=tuple(kwargs.get("tools") or ()),
-                ),
+                to_chat_messages(one_system_message(messages)), target, self._params(stop, kwargs)
             )
         content, calls = parse_tool_calls(text) if kwargs.get("tools") else (text, [])
         message = AIMessage(content=content, tool_calls=calls, response_metadata={"model_name": target})
         return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        """Text as the model writes it. With tools bound, one chunk once the answer is whole: a
+        call's ``<tool_call>`` text is only known to be a call when it is complete."""
+        if kwargs.get("tools"):
+            (generation,) = self._generate(messages, stop, run_manager, **kwargs).generations
+            message = generation.message
+            chunks = [
+                {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
+                for i, c in enumerate(message.tool_calls)
+            ]
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(
+                    content=message.content,
+                    tool_call_chunks=chunks,
+                    response_metadata=message.response_metadata,
+                )
+            )
+            return
+        with self._backend.router.request(namespace=namespace_now(self._namespace)) as target:
+            pieces = self._backend._chat_pieces(
+                to_chat_messages(one_system_message(messages)), target, self._params(stop, kwargs)
+            )
+            for piece in pieces:
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+                if run_manager is not None:
+                    run_manager.on_llm_new_token(piece, chunk=chunk)
+                yield chunk
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="", response_metadata={"model_name": target}, chunk_position="last"
+            )
+        )
 
 
 class LocalServer(ServingBackend):
@@ -189,7 +272,18 @@ class LocalServer(ServingBackend):
             self._require_started().delete_adapter(name)
 
     def _chat(self, messages: Sequence[Message], model: str, params: GenerationParams) -> str:
+        return "".join(self._chat_pieces(messages, model, params))
+
+    def _chat_pieces(
+        self, messages: Sequence[Message], model: str, params: GenerationParams
+    ) -> Iterator[str]:
+        """The answer in pieces as it is generated (stripped, cut at the first stop string).
+
+        Generation runs in a thread feeding transformers' streamer; the lock is held until it ends,
+        even when the reader stops early, because the adapter it runs with is the model's state.
+        """
         import torch
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
 
         net = self._require_started()
         inputs = self.tokenizer.apply_chat_template(
@@ -202,33 +296,43 @@ class LocalServer(ServingBackend):
         sampling: dict[str, Any] = {"do_sample": False}
         if params.temperature > 0:
             sampling = {"do_sample": True, "temperature": params.temperature}
-        with self._lock, torch.inference_mode():
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        halt = threading.Event()  # set once the reader has its answer (a stop string) or leaves
+        failed: list[BaseException] = []
+
+        def generate() -> None:
+            try:
+                with torch.inference_mode():
+                    net.generate(
+                        **inputs,
+                        max_new_tokens=params.max_tokens,
+                        pad_token_id=self.tokenizer.pad_token_id,
+                        streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([_Halt(halt)]),
+                        **sampling,
+                    )
+            except BaseException as exc:  # re-raised in the reader's thread
+                failed.append(exc)
+                streamer.end()
+
+        with self._lock:
             if model == self.base_name:
                 if self._loaded:
                     net.disable_adapters()
             else:
                 net.enable_adapters()
                 net.set_adapter(model)
+            worker = threading.Thread(target=generate, name="local-generate", daemon=True)
+            worker.start()
             try:
-                output = net.generate(
-                    **inputs,
-                    max_new_tokens=params.max_tokens,
-                    pad_token_id=self.tokenizer.pad_token_id,
-                    **sampling,
-                    **(
-                        {"stop_strings": list(params.stop), "tokenizer": self.tokenizer}
-                        if params.stop
-                        else {}
-                    ),
-                )
+                yield from _until_stop(streamer, params.stop)
             finally:
+                halt.set()
+                worker.join()
                 if model == self.base_name and self._loaded:
                     net.enable_adapters()
-        new_tokens = output[0, inputs["input_ids"].shape[1] :]
-        text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
-        for s in params.stop:
-            text = text.split(s)[0]
-        return text.strip()
+        if failed:
+            raise failed[0]
 
     def chat_model(self, *, namespace: Namespace = None, **kwargs: Any) -> LocalChatModel:
         return LocalChatModel(backend=self, namespace=namespace, **kwargs)

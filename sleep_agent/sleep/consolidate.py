@@ -7,14 +7,19 @@ to say, not to reproduce questions. Saved adapters are plain peft directories th
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sleep_agent.progress import training_callback
+from sleep_agent.progress import emit, training_callback
 from sleep_agent.sleep.settings import LoraTrainConfig
+
+# One training at a time in a process: the Trainer's accelerate state and torch's thread count are
+# process-wide, so two users' sleeps training at once break each other (and share the same cores).
+_TRAINING = threading.Lock()
 
 IGNORE_INDEX = -100
 
@@ -147,8 +152,26 @@ def train_adapter(
     """Train a LoRA adapter on ``samples`` and save it to ``output_dir`` (a peft directory).
 
     A fresh adapter by default; ``start_from`` continues training an existing one (its rank and
-    target modules win over ``config``'s).
+    target modules win over ``config``'s). Trainings in one process run one after another.
     """
+    if not _TRAINING.acquire(blocking=False):
+        emit({"stage": "consolidate", "waiting": "another sleep in this process is training"})
+        _TRAINING.acquire()
+    try:
+        return _train(model_path, samples, output_dir, config, progress=progress, start_from=start_from)
+    finally:
+        _TRAINING.release()
+
+
+def _train(
+    model_path: str | Path,
+    samples: Sequence[ChatSample],
+    output_dir: str | Path,
+    config: LoraTrainConfig | None,
+    *,
+    progress: bool,
+    start_from: str | Path | None,
+) -> TrainResult:
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, Trainer, TrainingArguments

@@ -8,15 +8,47 @@ buffer only after the cycle has returned, so a cycle that crashes leaves every e
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
+    from sleep_agent.buffer import EpisodeBuffer
+    from sleep_agent.config import SleepConfig
     from sleep_agent.episodes import Episode
-    from sleep_agent.nodes import SleepMemory
+    from sleep_agent.serving.base import ServingBackend
+
+
+@dataclass(frozen=True)
+class SleepContext:
+    """What a cycle may use of the memory it sleeps for: one namespace's settings, its buffer (read
+    only: statuses are the memory's to write), the served model and the prompts the agent runs under.
+
+    The backend and model path are looked up on first use: a cycle that does not serve or train
+    (a test's, a rules-only one) starts no server and converts no model.
+    """
+
+    config: SleepConfig
+    buffer: EpisodeBuffer
+    agent_prompts: frozenset[str]
+    recall_prompt: str
+    serving: Callable[[], ServingBackend]
+    model: Callable[[], Path]
+
+    @property
+    def namespace(self) -> str:
+        return self.config.namespace
+
+    @property
+    def backend(self) -> ServingBackend:
+        return self.serving()
+
+    @property
+    def model_path(self) -> Path:
+        return self.model()
 
 
 class SleepReport(BaseModel):
@@ -66,5 +98,5 @@ class SleepCycle(Protocol):
     """Anything callable like this can be a cycle: ``SleepMemory(config, cycle=my_cycle)``."""
 
     def __call__(
-        self, memory: SleepMemory, episodes: Sequence[Episode], report: SleepReport
+        self, context: SleepContext, episodes: Sequence[Episode], report: SleepReport
     ) -> SleepReport: ...

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sleep_agent import progress
 from sleep_agent.adapters import AdapterRegistry, Manifest
@@ -33,16 +32,13 @@ from sleep_agent.sleep.consolidate import (
     train_adapter,
 )
 from sleep_agent.sleep.critic import Statement, critique, superseded
-from sleep_agent.sleep.cycle import SleepReport
+from sleep_agent.sleep.cycle import SleepContext, SleepReport
 from sleep_agent.sleep.dream import Night
 from sleep_agent.sleep.extract import Fact, ToolCallFormat, behaviour_samples, extract_facts
 from sleep_agent.sleep.gate import decide, reference_perplexity, score
 from sleep_agent.sleep.memo import remembered
 from sleep_agent.sleep.reference import REFERENCE_TEXT
 from sleep_agent.sleep.settings import CycleConfig, LoraTrainConfig
-
-if TYPE_CHECKING:
-    from sleep_agent.nodes import SleepMemory
 
 log = logging.getLogger(__name__)
 
@@ -55,21 +51,23 @@ class StandardCycle:
         self._anchor_cache: dict[tuple, list[ChatSample]] = {}
         self.last_night: Night | None = None  # the kept dreams of the last sleep that dreamed
 
-    def __call__(self, memory: SleepMemory, episodes: Sequence[Episode], report: SleepReport) -> SleepReport:
+    def __call__(
+        self, context: SleepContext, episodes: Sequence[Episode], report: SleepReport
+    ) -> SleepReport:
         timings = report.timings_s
-        registry = AdapterRegistry(memory.config.home, memory.config.namespace)
+        registry = AdapterRegistry(context.config.home, context.config.namespace)
         registry.clean()
         self.last_night = None
 
         with _timed(timings, "critic"):
             # earlier memories pass the same critic, so nothing it once dropped comes back as replay
-            consolidated = memory.buffer.episodes("consolidated")
+            consolidated = context.buffer.episodes("consolidated")
             sources = self.config.fact_sources
             earlier = [
                 st for v in critique(consolidated, fact_sources=sources) if v.keep for st in v.statements
             ]
             knows = (
-                already_knows(memory.backend, self.config.answer_tokens, memory.config.namespace)
+                already_knows(context.backend, self.config.answer_tokens, context.config.namespace)
                 if self.config.novelty_check
                 else None
             )
@@ -100,7 +98,7 @@ class StandardCycle:
 
         with _timed(timings, "extract"):
             new_facts, old_facts = extract_facts(kept, user=user), extract_facts(earlier, user=user)
-            window, calls = self.config.trajectory_window, self._tool_calls(memory)
+            window, calls = self.config.trajectory_window, self._tool_calls(context)
             behaviour = behaviour_samples(
                 [ep for ep in episodes if ep.id in kept_ids], window=window, calls=calls
             )
@@ -109,8 +107,8 @@ class StandardCycle:
         report.metrics["facts"] = len(new_facts)
         report.metrics["behaviour_samples"] = len(behaviour)
 
-        backend = memory.backend
-        current = backend.active_for(memory.config.namespace)
+        backend = context.backend
+        current = backend.active_for(context.config.namespace)
         parent = registry.current()
         current_dir = backend.loaded_adapters.get(current) if current is not None else None
         continual = self.config.start == "continual" and parent is not None
@@ -119,32 +117,34 @@ class StandardCycle:
             replayed = random.Random(self.config.training.seed).sample(list(old_facts), self.config.replay)
         memories = [s for f in [*new_facts, *replayed] for s in f.samples()] + behaviour
         memories += prompted_samples(
-            [*new_facts, *replayed], sorted(memory.agent_prompts), seed=self.config.training.seed
+            [*new_facts, *replayed], sorted(context.agent_prompts), seed=self.config.training.seed
         )
         memories += retrieval_samples(
             [*new_facts, *replayed],
-            memory.recall_prompt,
+            context.recall_prompt,
             share=self.config.retrieval_mix,
             distractors=self.config.retrieval_distractors,
             seed=self.config.training.seed,
         )
         if not memories:  # everything was forgotten: nothing to train, the base model serves
-            _serve_base(backend, registry, memory.config.namespace, report.forgotten)
+            _serve_base(backend, registry, context.config.namespace, report.forgotten)
             report.metrics["rebuild"] = "no memory left: the base model serves"
             return report
         with _timed(timings, "anchors"):
-            anchors = self._anchors(memory) if self.config.anchors else []
+            anchors = self._anchors(context) if self.config.anchors else []
         samples = memories + anchors
         version = registry.next_version()
-        name = adapter_name(memory.config.namespace, version)
-        scratch_root = scratch_dir(memory.config.home, memory.config.namespace)  # a kill's leftovers: doctor
+        name = adapter_name(context.config.namespace, version)
+        scratch_root = scratch_dir(
+            context.config.home, context.config.namespace
+        )  # a kill's leftovers: doctor
         scratch_root.mkdir(parents=True, exist_ok=True)
         training = within_budget(self.config.training, len(samples), self.config.max_sample_passes)
         report.metrics["epochs"] = training.epochs
         with tempfile.TemporaryDirectory(prefix="sleep-candidate-", dir=scratch_root) as scratch:
             with _timed(timings, "consolidate"):
                 trained = train_adapter(
-                    memory.model_path,
+                    context.model_path,
                     samples,
                     Path(scratch) / "draft",
                     training,
@@ -152,9 +152,9 @@ class StandardCycle:
                     start_from=registry.path(parent) if continual else None,
                 )
             candidate = trained.adapter_dir
-            if memory.config.dreaming:
+            if context.config.dreaming:
                 candidate = self._dream(
-                    memory, name, candidate, new_facts, old_facts, memories, anchors, report
+                    context, name, candidate, new_facts, old_facts, memories, anchors, report
                 )
             staged = registry.stage(candidate, version)  # the path vLLM loads from must not move
         report.metrics["train_samples"] = len(samples)
@@ -167,14 +167,14 @@ class StandardCycle:
                 backend.load_adapter(name, staged)
             with _timed(timings, "gate"):
                 result = decide(
-                    self._score(memory, current, current_dir, new_facts, old_facts),
-                    self._score(memory, name, staged, new_facts, old_facts),
+                    self._score(context, current, current_dir, new_facts, old_facts),
+                    self._score(context, name, staged, new_facts, old_facts),
                     self.config.gate,
                 )
             report.metrics.update(result.metrics())
             progress.emit({"stage": "gate", "accepted": result.accepted, "reason": result.reason})
             if self.last_night is not None:  # this sleep dreamed
-                report.metrics["dreams"]["learned"] = self._learned(memory, name)
+                report.metrics["dreams"]["learned"] = self._learned(context, name)
             if not result.accepted and forgetting:  # erasing is not optional: published all the same
                 report.metrics["gate_overridden"] = f"forget rebuild published despite: {result.reason}"
             elif not result.accepted:
@@ -185,7 +185,7 @@ class StandardCycle:
             with _timed(timings, "publish"):
                 registry.commit(
                     Manifest(
-                        namespace=memory.config.namespace,
+                        namespace=context.config.namespace,
                         version=version,
                         parent=registry.current(),
                         episodes=learned_from(
@@ -221,14 +221,14 @@ class StandardCycle:
                 )
         except AdapterLoadError as e:  # published all the same: the pointer names it, a restart serves it
             report.metrics["reload_error"] = str(e)
-            log.error("v%d of %s is published but not served yet: %s", version, memory.config.namespace, e)
+            log.error("v%d of %s is published but not served yet: %s", version, context.config.namespace, e)
         if forgetting:
             report.metrics["retired"] = _retire_holders(registry, report.forgotten, before=version)
         return report
 
     def _dream(  # noqa: PLR0913
         self,
-        memory: SleepMemory,
+        context: SleepContext,
         name: str,
         draft: Path,
         new: Sequence[Fact],
@@ -238,7 +238,7 @@ class StandardCycle:
         report: SleepReport,
     ) -> Path:
         """Dream on the draft; returns the adapter to gate (the draft itself when nothing was kept)."""
-        config, backend = self.config.dreams, memory.backend
+        config, backend = self.config.dreams, context.backend
         base = backend.base_name
 
         def teacher(prompt: str) -> str:
@@ -278,7 +278,7 @@ class StandardCycle:
         dreamed = night.samples(distill=distill, on_policy=distill and config.on_policy)
         with _timed(report.timings_s, "dream_train"):
             trained = train_adapter(
-                memory.model_path,
+                context.model_path,
                 [*dreamed, *replay, *anchors],
                 draft.parent / "dreamed",
                 training,
@@ -288,14 +288,14 @@ class StandardCycle:
         report.metrics["dream_train_samples"] = len(dreamed) + len(replay) + len(anchors)
         return trained.adapter_dir
 
-    def _learned(self, memory: SleepMemory, name: str, sample: int = 48) -> float | None:
+    def _learned(self, context: SleepContext, name: str, sample: int = 48) -> float | None:
         """The effect of dreaming: share of a sample of kept dreams the candidate now answers unaided."""
         kept = self.last_night.kept if self.last_night else []
         if not kept:
             return None
         picked = random.Random(0).sample(kept, min(sample, len(kept)))
         answers = dream.ask_all(
-            lambda q: memory.backend.chat(q, adapter=name, max_tokens=self.config.dreams.answer_tokens),
+            lambda q: context.backend.chat(q, adapter=name, max_tokens=self.config.dreams.answer_tokens),
             [d.question for d, _ in picked],
         )
         fuzzy = self.config.dreams.fuzzy
@@ -303,22 +303,22 @@ class StandardCycle:
             sum(dream.verify(d, a, fuzzy) for (d, _), a in zip(picked, answers, strict=True)) / len(picked), 3
         )
 
-    def _tool_calls(self, memory: SleepMemory) -> ToolCallFormat:
+    def _tool_calls(self, context: SleepContext) -> ToolCallFormat:
         """The form trajectories' tool calls are trained in: the one the server parses back."""
         if self.config.tool_calls != "auto":
             return self.config.tool_calls
-        parser = memory.config.serving.tool_call_parser
+        parser = context.config.serving.tool_call_parser
         if parser == "auto":
             from sleep_agent.serving.vllm import tool_call_parser_for
 
-            parser = tool_call_parser_for(memory.model_path)
+            parser = tool_call_parser_for(context.model_path)
         if parser in ("hermes", "mistral", "llama3_json"):
             return parser
         return "text"  # a parser whose form is not written here: the readable text form
 
-    def _anchors(self, memory: SleepMemory) -> list[ChatSample]:
+    def _anchors(self, context: SleepContext) -> list[ChatSample]:
         """The base model's answers to general prompts: asked once per model, then read from disk."""
-        backend = memory.backend
+        backend = context.backend
 
         def base(prompt: str, max_tokens: int) -> str:
             return backend.chat(prompt, adapter=backend.base_name, max_tokens=max_tokens)
@@ -330,28 +330,28 @@ class StandardCycle:
             return [[list(s.prompt), s.answer] for s in samples]
 
         key = (
-            str(memory.model_path),
+            str(context.model_path),
             backend.base_name,
             self.config.text_anchors,
             tuple(ANCHOR_PROMPTS),
             tuple(TEXT_TOPICS),
         )
         if key not in self._anchor_cache:
-            rows = remembered(memory.config.cache_dir / "sleep", "anchors", list(key), ask)
+            rows = remembered(context.config.cache_dir / "sleep", "anchors", list(key), ask)
             self._anchor_cache[key] = [
                 ChatSample(prompt=tuple(p), answer=a, anchor=True) if p else ChatSample.text(a)
                 for p, a in rows
             ]
         return self._anchor_cache[key]
 
-    def _score(self, memory, adapter: str | None, adapter_dir, new: Sequence[Fact], old: Sequence[Fact]):  # noqa: ANN001
-        backend = memory.backend
+    def _score(self, context, adapter: str | None, adapter_dir, new: Sequence[Fact], old: Sequence[Fact]):  # noqa: ANN001
+        backend = context.backend
         target = adapter or backend.base_name
         ppl = None
         if self.config.gate.max_perplexity_rise is not None:
-            ppl = lambda: _perplexity(memory, adapter_dir)  # noqa: E731
+            ppl = lambda: _perplexity(context, adapter_dir)  # noqa: E731
         # asked the way the agent asks: under its own system prompt when it has one
-        system = [{"role": "system", "content": min(memory.agent_prompts)}] if memory.agent_prompts else []
+        system = [{"role": "system", "content": min(context.agent_prompts)}] if context.agent_prompts else []
         return score(
             lambda q: backend.chat(
                 [*system, {"role": "user", "content": q}],
@@ -372,15 +372,15 @@ def within_budget(training: LoraTrainConfig, samples: int, passes: int | None) -
     return training.model_copy(update={"epochs": max(1.0, round(passes / samples, 2))})
 
 
-def _perplexity(memory: SleepMemory, adapter_dir: Path | None) -> float:
+def _perplexity(context: SleepContext, adapter_dir: Path | None) -> float:
     """Reference perplexity; a published version's (or the base model's) is computed once."""
     weights = [] if adapter_dir is None else sorted(Path(adapter_dir).glob("*.safetensors"))
     stamp = [(w.name, w.stat().st_size, w.stat().st_mtime_ns) for w in weights]
     return remembered(
-        memory.config.cache_dir / "sleep",
+        context.config.cache_dir / "sleep",
         "perplexity",
-        [str(memory.model_path), str(adapter_dir), stamp, REFERENCE_TEXT],
-        lambda: reference_perplexity(memory.model_path, adapter_dir),
+        [str(context.model_path), str(adapter_dir), stamp, REFERENCE_TEXT],
+        lambda: reference_perplexity(context.model_path, adapter_dir),
     )
 
 
