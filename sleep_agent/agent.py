@@ -4,6 +4,7 @@ agent = create_sleep_agent(memory, tools=[search])           # compiled, ready t
 graph = with_sleep_memory(my_compiled_agent, memory)          # or wrap an agent you already have
 """
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -85,7 +86,8 @@ def create_sleep_agent(
         return {"messages": [llm().invoke(prompted(state), config)]}
 
     async def acall_model(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        return {"messages": [await llm().ainvoke(prompted(state), config)]}
+        model = bound[0] if bound else await asyncio.to_thread(llm)  # the first turn starts the server
+        return {"messages": [await model.ainvoke(prompted(state), config)]}
 
     inner = StateGraph(SleepState)
     inner.add_node("model", RunnableLambda(call_model, afunc=acall_model, name="model"))

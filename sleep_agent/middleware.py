@@ -70,8 +70,8 @@ class SleepMemoryMiddleware(AgentMiddleware):
         return self.memory.for_run(get_config())._recall_node(state) or None
 
     async def abefore_agent(self, state: dict[str, Any], runtime: Any) -> dict[str, Any] | None:
-        scope = self.memory.for_run(get_config())
-        return await asyncio.to_thread(scope._recall_node, state) or None
+        config = get_config()  # opening a user's memory blocks too: all of it in a worker thread
+        return await asyncio.to_thread(lambda: self.memory.for_run(config)._recall_node(state)) or None
 
     def after_agent(self, state: dict[str, Any], runtime: Any) -> dict[str, Any] | None:
         return self._record_and_sleep(state, get_config())

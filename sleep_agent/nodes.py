@@ -123,8 +123,9 @@ class SleepMemory:
     async def arecall_node(
         self, state: dict[str, Any], config: RunnableConfig | None = None
     ) -> dict[str, Any]:
-        """Async twin of :meth:`recall_node` (Chroma's client is sync: it runs in a worker thread)."""
-        return await asyncio.to_thread(self.for_run(config)._recall_node, state)
+        """Async twin of :meth:`recall_node` (Chroma's client is sync: it runs in a worker thread,
+        and so does opening a new user's memory)."""
+        return await asyncio.to_thread(lambda: self.for_run(config)._recall_node(state))
 
     def record_node(self, state: dict[str, Any], config: RunnableConfig | None = None) -> dict[str, Any]:
         """Record the last turn (from the last user message on) and decide whether to sleep."""
@@ -134,7 +135,7 @@ class SleepMemory:
         self, state: dict[str, Any], config: RunnableConfig | None = None
     ) -> dict[str, Any]:
         """Async twin of :meth:`record_node`."""
-        return await asyncio.to_thread(self.for_run(config)._record_node, state, config)
+        return await asyncio.to_thread(lambda: self.for_run(config)._record_node(state, config))
 
     def should_sleep(
         self, state: dict[str, Any], config: RunnableConfig | None = None
@@ -155,7 +156,7 @@ class SleepMemory:
     ) -> dict[str, Any]:
         """Async twin of :meth:`sleep_node`: the cycle runs in a worker thread, so other runs on
         the event loop (other users' turns) go on while it trains."""
-        return await asyncio.to_thread(self.for_run(config)._sleep_node, state)
+        return await asyncio.to_thread(lambda: self.for_run(config)._sleep_node(state))
 
     def _recall_node(self, state: dict[str, Any]) -> dict[str, Any]:
         messages: list[BaseMessage] = state.get("messages", [])

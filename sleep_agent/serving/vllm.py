@@ -117,8 +117,9 @@ class RoutedChatOpenAI(ChatOpenAI):
             )
 
     async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
+        namespace = await asyncio.to_thread(namespace_now, self._namespace)  # may open the user's memory
         with (
-            self._router.request(namespace=namespace_now(self._namespace)) as target,
+            self._router.request(namespace=namespace) as target,
             _unavailable(self.openai_api_base),
         ):
             return await super()._agenerate(
@@ -135,8 +136,9 @@ class RoutedChatOpenAI(ChatOpenAI):
             )
 
     async def _astream(self, messages, stop=None, run_manager=None, **kwargs) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
+        namespace = await asyncio.to_thread(namespace_now, self._namespace)  # may open the user's memory
         with (
-            self._router.request(namespace=namespace_now(self._namespace)) as target,
+            self._router.request(namespace=namespace) as target,
             _unavailable(self.openai_api_base),
         ):
             async for chunk in super()._astream(
