@@ -18,7 +18,7 @@ from rich.console import Console
 from sleep_agent import RecallConfig, SleepConfig, SleepMemory, SleepPolicy, SleepState
 
 
-def accept_all(memory, episodes, report):
+def accept_all(context, episodes, report):
     """A stand-in cycle: consolidate everything into 'version 1' without training."""
     report.consolidated = [e.id for e in episodes]
     report.adapter_version = 1
