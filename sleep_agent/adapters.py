@@ -8,9 +8,9 @@ Publishing has two steps. ``stage`` puts the weights at their final path without
 the serving backend can load the candidate from a path that will not move (vLLM reads adapter files
 again whenever it re-caches one). ``commit`` writes the manifest, which is what makes a version
 exist, then moves ``current.json``; ``discard`` removes a refused candidate. Every file appears
-whole (written under a temporary name, then renamed), so a crash at any point leaves the previous
-version current, and ``clean`` removes what a crash left staged. Versions are never rewritten: a
-rollback moves the pointer.
+whole (written under a temporary name, flushed to disk, renamed, and the rename flushed), so a
+crash or a power loss at any point leaves the previous version current, and ``clean`` removes what
+a crash left staged. Versions are never rewritten: a rollback moves the pointer.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sleep_agent.errors import AdapterLoadError
-from sleep_agent.formats import FORMAT, check_format
+from sleep_agent.formats import FORMAT, FormatError, check_format
 from sleep_agent.serving.base import adapter_name, check_adapter_dir
 
 _VERSION_DIR = re.compile(r"^v(\d+)$")
@@ -59,10 +59,19 @@ class Manifest:
 
     @classmethod
     def read(cls, directory: Path) -> Manifest:
-        data = json.loads((directory / "manifest.json").read_text())
-        data["format"] = check_format(data.get("format"), str(directory / "manifest.json"))
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}  # newer keys are dropped
-        return cls(**known)
+        path = directory / "manifest.json"
+        try:
+            data = json.loads(path.read_text())
+            data["format"] = check_format(data.get("format"), str(path))
+            known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}  # newer keys are dropped
+            return cls(**known)
+        except (OSError, ValueError, TypeError, AttributeError) as e:
+            if isinstance(e, FormatError):
+                raise
+            raise AdapterLoadError(
+                f"{path} cannot be read ({type(e).__name__}: {e}); run `sleep-agent doctor` to see what "
+                "to do with that version"
+            ) from None
 
 
 class AdapterRegistry:
@@ -74,8 +83,25 @@ class AdapterRegistry:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def versions(self) -> list[int]:
-        """Published versions that can be served, oldest first (retired and temporary ones are not)."""
-        return [v for v in self.history() if not (self.root / f"v{v}" / _RETIRED).exists()]
+        """Published versions that can be served, oldest first: not retired, not damaged, not temporary."""
+        return [v for v in self.history() if not self.retired(v) and not self.damage(v)]
+
+    def retired(self, version: int) -> bool:
+        """Its weights were deleted for good (it held forgotten memories); the manifest stays as a record."""
+        return (self.root / f"v{version}" / _RETIRED).exists()
+
+    def damage(self, version: int) -> str | None:
+        """What makes a published version unservable (a manifest or weights lost or cut short), if anything."""
+        directory = self.root / f"v{version}"
+        try:
+            Manifest.read(directory)
+            check_adapter_dir(directory)
+            weights = directory / "adapter_model.safetensors"
+            if weights.is_file():
+                _check_safetensors(weights)
+        except (AdapterLoadError, FormatError) as e:
+            return str(e)
+        return None
 
     def history(self) -> list[int]:
         """Every version ever published, retired ones included (their manifests stay as a record)."""
@@ -164,7 +190,10 @@ class AdapterRegistry:
             for item in candidate.iterdir():
                 if item.is_file() and item.name != "manifest.json":
                     shutil.copy2(item, staging / item.name)
+                    _fsync(staging / item.name)
+            _fsync(staging)
             os.replace(staging, target)  # the weights appear whole or not at all
+            _fsync(self.root)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -199,6 +228,8 @@ class AdapterRegistry:
 
     def set_current(self, version: int) -> None:
         self.path(version)  # raises when it is not a published version
+        if damage := self.damage(version):
+            raise AdapterLoadError(f"v{version} of {self.namespace} cannot be served: {damage}")
         pointer = {"version": version, "at": time.time(), "format": FORMAT}
         _write_atomically(self.root / _POINTER, json.dumps(pointer))
 
@@ -232,11 +263,35 @@ class AdapterRegistry:
 
 
 def _write_atomically(path: Path, text: str) -> None:
+    """Write, flush to disk, rename over ``path``, flush the directory: whole after a power loss too."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _check_safetensors(path: Path) -> None:
+    """The header must parse and cover the whole file: a cut-short copy fails here (nothing is loaded)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "np"):
+            pass
+    except (OSError, SafetensorError) as e:
+        raise AdapterLoadError(f"{path} cannot be read as safetensors: {e}") from None
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a directory's entries (a rename is durable only then), to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -30,6 +30,7 @@ from sleep_agent.episodes import (
 )
 from sleep_agent.errors import BufferUnavailableError, InvalidEpisodeError
 from sleep_agent.formats import FORMAT, check_format
+from sleep_agent.text import fold
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -395,12 +396,21 @@ class EpisodeBuffer:
         return counts
 
     def find_ids(self, contains: str, *, include_deleted: bool = False) -> list[str]:
-        """Ids of episodes whose text contains ``contains`` (case-sensitive), for forgetting by text."""
-        if not contains:
+        """Ids of episodes whose text contains ``contains``, for forgetting by text.
+
+        Compared folded (``text.fold``: case, Unicode form, spacing), so that "paris" finds "Paris"
+        and a non-breaking space finds a plain one; read in pages, since Chroma matches only exact bytes.
+        """
+        needle = fold(contains) if isinstance(contains, str) else ""
+        if not needle:
             raise ValueError("contains must be a non-empty string")
         where = None if include_deleted else {"status": {"$ne": "deleted"}}
-        ids = self._pending.get(where_document={"$contains": contains}, include=[])["ids"]
-        return ids + self._archive.get(where=where, where_document={"$contains": contains}, include=[])["ids"]
+        return [
+            i
+            for collection, only in ((self._pending, None), (self._archive, where))
+            for i, document in _read_documents(collection, only)
+            if needle in fold(document or "")
+        ]
 
     def __len__(self) -> int:
         return self._pending.count() + self._archive.count()
@@ -449,6 +459,17 @@ def _read_all(collection: Collection, where: dict[str, Any] | None) -> list[Epis
         ]
         if len(page["ids"]) < _PAGE:
             return episodes
+        offset += _PAGE
+
+
+def _read_documents(collection: Collection, where: dict[str, Any] | None) -> list[tuple[str, str | None]]:
+    found: list[tuple[str, str | None]] = []
+    offset = 0
+    while True:
+        page = collection.get(where=where, include=["documents"], limit=_PAGE, offset=offset)
+        found += zip(page["ids"], page["documents"], strict=True)
+        if len(page["ids"]) < _PAGE:
+            return found
         offset += _PAGE
 
 

@@ -240,10 +240,17 @@ def adapters_rollback_cmd(
 
     A running agent switches at once with ``memory.rollback()``.
     """
+    from sleep_agent.locks import NamespaceLock
+
     registry = _registry(home, namespace)
     before = registry.current()
+    lock = NamespaceLock(home, namespace)  # a sleep of the namespace is about to move the pointer
     try:
-        version = registry.rollback(to)
+        lock.acquire()
+        try:
+            version = registry.rollback(to)
+        finally:
+            lock.release()
     except SleepAgentError as exc:
         raise _fail(exc) from exc
     typer.echo(f"{namespace}: current v{before} -> v{version}")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sleep_agent.adapters import AdapterRegistry
-from sleep_agent.config import SleepConfig
+from sleep_agent.config import SleepConfig, check_namespace
 from sleep_agent.errors import AdapterLoadError, NamespaceBusyError
 from sleep_agent.locks import NamespaceLock
 
@@ -44,9 +44,29 @@ class Finding:
 
 
 def namespaces(home: Path) -> list[str]:
-    """Namespaces with adapters or scratch under ``home``."""
-    found = {p.name for sub in ("adapters", "tmp") if (home / sub).is_dir() for p in (home / sub).iterdir()}
-    return sorted(found)
+    """Namespaces with adapters or scratch under ``home`` (entries that cannot be one are strays)."""
+    return sorted({p.name for p in _entries(home) if _is_namespace(p)})
+
+
+def _entries(home: Path) -> list[Path]:
+    return [p for sub in ("adapters", "tmp") if (home / sub).is_dir() for p in (home / sub).iterdir()]
+
+
+def _is_namespace(path: Path) -> bool:
+    try:
+        check_namespace(path.name)
+    except ValueError:
+        return False
+    return path.is_dir()
+
+
+def _strays(home: Path) -> list[Finding]:
+    """Files or oddly named folders among the namespaces: reported, never deleted (they are not ours)."""
+    return [
+        Finding("-", f"not a namespace: {path}", "move it out of the home; nothing reads it")
+        for path in sorted(_entries(home))
+        if not _is_namespace(path)
+    ]
 
 
 def scratch_dir(home: str | Path, namespace: str) -> Path:
@@ -57,7 +77,7 @@ def scratch_dir(home: str | Path, namespace: str) -> Path:
 def diagnose(config: SleepConfig, *, repair: bool = False) -> list[Finding]:
     """Every namespace under ``config.home`` (its buffer settings are used to open each buffer)."""
     home = Path(config.home).expanduser()
-    findings: list[Finding] = []
+    findings: list[Finding] = _strays(home)
     for namespace in namespaces(home):
         lock = NamespaceLock(home, namespace)
         try:
@@ -70,6 +90,7 @@ def diagnose(config: SleepConfig, *, repair: bool = False) -> list[Finding]:
             buffer = _buffer(config.model_copy(update={"namespace": namespace}))
             pending = {ep.id for ep in buffer.episodes("pending")} if buffer is not None else set()
             findings += _leftovers(home, registry, repair)
+            findings += _damaged(registry)
             findings += _pointer(registry, pending, repair)
             if buffer is not None:
                 findings += _marks(buffer, registry, pending, repair)
@@ -94,6 +115,25 @@ def _leftovers(home: Path, registry: AdapterRegistry, repair: bool) -> list[Find
     return findings
 
 
+def _damaged(registry: AdapterRegistry) -> list[Finding]:
+    """Published versions whose manifest or weights are lost or cut short: never served, never pointed at.
+
+    Reported, not deleted: the files may be restorable from a backup.
+    """
+    findings = []
+    for version in registry.history():
+        damage = None if registry.retired(version) else registry.damage(version)
+        if damage:
+            findings.append(
+                Finding(
+                    registry.namespace,
+                    f"v{version} cannot be served: {damage}",
+                    "restore its files, or delete the folder; until then the newest intact version serves",
+                )
+            )
+    return findings
+
+
 def _pointer(registry: AdapterRegistry, pending: set[str], repair: bool) -> list[Finding]:
     published = registry.versions()
     pointer = registry.root / "current.json"
@@ -106,7 +146,7 @@ def _pointer(registry: AdapterRegistry, pending: set[str], repair: bool) -> list
             return _interrupted_publish(registry, current, pending, repair)
         if not pointer.exists() and not published:
             return []  # nothing published yet: nothing to point at
-        problem = "the pointer names a version that was never published" if pointer.exists() else "no pointer"
+        problem = "the pointer names no servable version" if pointer.exists() else "no pointer"
     if not published:
         if repair:
             pointer.unlink(missing_ok=True)

@@ -36,6 +36,7 @@ from sleep_agent.errors import NamespaceBusyError, NamespaceError, SleepAgentErr
 from sleep_agent.locks import NamespaceLock
 from sleep_agent.policy import SleepDecision, decide
 from sleep_agent.sleep.cycle import SleepContext, SleepCycle, SleepReport
+from sleep_agent.text import fold
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
     from sleep_agent.serving.base import ServingBackend
 
 log = logging.getLogger(__name__)
+
+# forget(text=...) refuses shorter pieces: "e" once erased nearly every memory of a user.
+FORGET_MIN_CHARS = 4
 
 DEFAULT_RECALL_PROMPT = (
     "Things you remember from earlier conversations with this user (most relevant first). "
@@ -409,6 +413,9 @@ class SleepMemory:
     ) -> dict[str, Any]:
         """Erase episodes by id, by a piece of their text, or ``everything`` of this namespace.
 
+        Text is matched ignoring case, Unicode form and spacing, and must be at least
+        ``FORGET_MIN_CHARS`` characters long.
+
         They leave the buffer and recall at once. Those already consolidated are in the adapter
         too: with ``rebuild`` (the default) a sleep retrains the adapter without them, publishes it
         whatever the gate says, and deletes the weights of every earlier version that held them;
@@ -421,8 +428,11 @@ class SleepMemory:
             raise TypeError(
                 f"forget(ids=...) takes a list of episode ids, got the string {ids!r}; use ids=[...]"
             )
-        if text is not None and (not isinstance(text, str) or not text.strip()):
-            raise ValueError(f"forget(text=...) needs a non-empty string, got {text!r}")
+        if text is not None and (not isinstance(text, str) or len(fold(text)) < FORGET_MIN_CHARS):
+            raise ValueError(
+                f"forget(text=...) needs at least {FORGET_MIN_CHARS} characters to look for, got {text!r}: "
+                "a shorter piece matches almost every memory (use everything=True to erase them all)"
+            )
         targets = list(ids or [])
         if text is not None:
             targets += self.buffer.find_ids(text)
@@ -643,17 +653,24 @@ class SleepMemory:
     def rollback(self, version: int | None = None) -> str:
         """Serve an earlier adapter version (the previous one by default); returns its served name.
 
-        The registry's pointer moves first, so a restart serves the same version.
+        The registry's pointer moves first, so a restart serves the same version. Refused with
+        :class:`NamespaceBusyError` while a sleep of the namespace runs (it is about to move the pointer).
         """
         from sleep_agent.adapters import AdapterRegistry
         from sleep_agent.serving.base import adapter_name
 
-        registry = AdapterRegistry(self.config.home, self._one_namespace("rollback()"))
-        target = registry.rollback(version)
-        name = adapter_name(self.config.namespace, target)
-        if self._backend is not None:
-            self._backend.activate(name, registry.path(target))
-        return name
+        namespace = self._one_namespace("rollback()")
+        lock = NamespaceLock(self.config.home, namespace)
+        lock.acquire()
+        try:
+            registry = AdapterRegistry(self.config.home, namespace)
+            target = registry.rollback(version)
+            name = adapter_name(namespace, target)
+            if self._backend is not None:
+                self._backend.activate(name, registry.path(target))
+            return name
+        finally:
+            lock.release()
 
     def _apply(self, report: SleepReport, episodes: Sequence[Episode]) -> None:
         known = {ep.id: ep for ep in episodes}

@@ -12,11 +12,23 @@ from sleep_agent.errors import AdapterLoadError
 
 
 def fake_adapter(path: Path, marker: str) -> Path:
-    """An adapter directory in the layout peft writes (contents are not loaded here)."""
+    """An adapter directory in the layout peft writes: whole safetensors, placeholder tensors."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
     path.mkdir(parents=True)
     (path / "adapter_config.json").write_text(json.dumps({"r": 8, "marker": marker}))
-    (path / "adapter_model.safetensors").write_bytes(marker.encode())
+    save_file(
+        {"w": np.zeros(2, dtype=np.float32)}, path / "adapter_model.safetensors", metadata={"marker": marker}
+    )
     return path
+
+
+def marker_of(directory: Path) -> str:
+    from safetensors import safe_open
+
+    with safe_open(str(directory / "adapter_model.safetensors"), "np") as f:
+        return f.metadata()["marker"]
 
 
 def test_publish_numbers_versions_and_moves_current_last(tmp_path: Path):
@@ -25,7 +37,7 @@ def test_publish_numbers_versions_and_moves_current_last(tmp_path: Path):
     reg.publish(fake_adapter(tmp_path / "a", "one"), Manifest("alice", 1, None, episodes=["e1"]))
     reg.publish(fake_adapter(tmp_path / "b", "two"), Manifest("alice", 2, 1, metrics={"recall": 0.9}))
     assert reg.versions() == [1, 2] and reg.current() == 2
-    assert (reg.path(2) / "adapter_model.safetensors").read_bytes() == b"two"
+    assert marker_of(reg.path(2)) == "two"
     m = reg.manifest(2)
     assert (m.parent, m.metrics, m.served_name) == (1, {"recall": 0.9}, "alice@v2")
 
@@ -35,7 +47,7 @@ def test_a_version_is_never_rewritten(tmp_path: Path):
     reg.publish(fake_adapter(tmp_path / "a", "one"), Manifest("alice", 1, None))
     with pytest.raises(AdapterLoadError, match="never rewritten"):
         reg.publish(fake_adapter(tmp_path / "b", "two"), Manifest("alice", 1, None))
-    assert (reg.path(1) / "adapter_model.safetensors").read_bytes() == b"one"
+    assert marker_of(reg.path(1)) == "one"
 
 
 def test_publishing_without_making_current_keeps_the_old_one_served(tmp_path: Path):
@@ -142,3 +154,97 @@ def test_an_unreadable_pointer_names_the_doctor_which_repairs_it_and_leaves_a_ro
         repaired.exit_code == 0 and "repaired: point at the newest published version, v3" in repaired.stdout
     )
     assert reg.current() == 3
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["weights deleted", "weights cut short", "empty manifest", "manifest not json"],
+)
+def test_a_damaged_version_is_never_served_and_the_doctor_reports_it_and_points_at_an_intact_one(
+    tmp_path: Path, damage: str
+):
+    """A version whose files were lost or cut short (a disk fault, a copy by hand) must not be served."""
+    from sleep_agent.config import SleepConfig
+    from sleep_agent.doctor import diagnose
+
+    home = tmp_path / "home"
+    reg = AdapterRegistry(home, "alice")
+    for v in (1, 2):
+        reg.publish(fake_adapter(tmp_path / f"a{v}", str(v)), Manifest("alice", v, v - 1 or None))
+    weights, manifest = reg.root / "v2" / "adapter_model.safetensors", reg.root / "v2" / "manifest.json"
+    if damage == "weights deleted":
+        weights.unlink()
+    elif damage == "weights cut short":
+        weights.write_bytes(weights.read_bytes()[:-4])
+    else:
+        manifest.write_text("" if damage == "empty manifest" else "{cut")
+
+    assert reg.versions() == [1] and reg.current() is None and reg.damage(2)
+    with pytest.raises(AdapterLoadError, match="cannot be served"):
+        reg.set_current(2)
+    findings = diagnose(SleepConfig(namespace="alice", home=home), repair=True)
+    problems = " | ".join(f.problem for f in findings)
+    assert "v2 cannot be served" in problems and "names no servable version" in problems
+    assert reg.current() == 1  # repaired onto the newest intact version, never onto v2
+    assert reg.root.joinpath("v2").is_dir()  # reported, not deleted: the files may be restorable
+
+
+def test_the_doctor_reports_stray_entries_among_namespaces_and_checks_the_rest(tmp_path: Path):
+    from sleep_agent.config import SleepConfig
+    from sleep_agent.doctor import diagnose
+
+    home = tmp_path / "home"
+    reg = AdapterRegistry(home, "alice")
+    reg.publish(fake_adapter(tmp_path / "a1", "1"), Manifest("alice", 1, None))
+    (home / "adapters" / ".DS_Store").write_bytes(b"\0")
+    (home / "adapters" / "notes.txt").write_text("mine")
+    (home / "adapters" / "bad name").mkdir()
+    (reg.root / "current.json").unlink()
+    findings = diagnose(SleepConfig(namespace="alice", home=home), repair=True)
+    strays = sorted(
+        Path(f.problem.split(": ", 1)[1]).name for f in findings if f.problem.startswith("not a namespace")
+    )
+    assert strays == [".DS_Store", "bad name", "notes.txt"]
+    assert (home / "adapters" / "notes.txt").read_text() == "mine"  # not ours: never deleted
+    assert reg.current() == 1  # the real namespace was still checked and repaired
+
+
+def test_rollback_waits_for_no_sleep_it_is_refused_while_one_holds_the_namespace(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from sleep_agent.cli import app
+    from sleep_agent.locks import NamespaceLock
+
+    home = tmp_path / "home"
+    reg = AdapterRegistry(home, "alice")
+    for v in (1, 2):
+        reg.publish(fake_adapter(tmp_path / f"a{v}", str(v)), Manifest("alice", v, v - 1 or None))
+    sleeping = NamespaceLock(home, "alice")
+    sleeping.acquire()
+    try:
+        refused = CliRunner().invoke(
+            app, ["adapters", "rollback", "--home", str(home), "--namespace", "alice"]
+        )
+        assert refused.exit_code != 0 and "being slept" in refused.output and reg.current() == 2
+    finally:
+        sleeping.release()
+    done = CliRunner().invoke(app, ["adapters", "rollback", "--home", str(home), "--namespace", "alice"])
+    assert done.exit_code == 0 and reg.current() == 1
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names flushed files through /proc")
+def test_publishing_flushes_files_and_directories_to_disk(tmp_path: Path, monkeypatch):
+    """A rename is durable only once its directory is flushed: every publish step must fsync."""
+    import os
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(
+        os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real_fsync(fd)
+    )
+    reg = AdapterRegistry(tmp_path / "home", "alice")
+    reg.publish(fake_adapter(tmp_path / "a1", "1"), Manifest("alice", 1, None))
+    names = [Path(p).name for p in synced]
+    assert any(n.startswith(".v1-") for n in names)  # the staged weights' directory, before its rename
+    assert names.count("alice") >= 2 and "v1" in names  # renames: the weights and pointer, the manifest
+    assert any(n.startswith(".manifest-") for n in names) and any(n.startswith(".current-") for n in names)

@@ -64,6 +64,7 @@ def test_statuses_move_and_filter_queries(buffer: EpisodeBuffer):
 def test_deleting_erases_the_text_but_keeps_the_record(buffer: EpisodeBuffer):
     ids = fill(buffer)
     assert buffer.find_ids("Pixel") == [ids[0]]
+    assert buffer.find_ids("PIXEL") == buffer.find_ids("ｐｉｘｅｌ") == [ids[0]]  # case and width folded
     assert buffer.delete([ids[0]]) == 1
     gone = buffer.get([ids[0]])[0]
     assert gone.status == "deleted" and gone.parts == [] and "Pixel" not in gone.text

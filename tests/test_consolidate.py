@@ -102,10 +102,10 @@ def test_token_loss_is_cross_entropy_on_answer_tokens_and_skips_known_ones():
     expected = torch.nn.functional.cross_entropy(
         logits[:, :-1].reshape(-1, 7), labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX
     )
-    assert torch.allclose(token_loss(logits, labels), expected)
+    assert torch.allclose(token_loss(logits[:, :-1], labels[:, 1:]), expected)
 
     logits[0, 1, 3] = 50.0  # token 3 is already predicted with certainty: MemFT leaves it out
-    known = token_loss(logits, labels, known_threshold=0.9)
+    known = token_loss(logits[:, :-1], labels[:, 1:], known_threshold=0.9)
     keep = labels[:, 1:].clone()
     keep[0, 1] = IGNORE_INDEX
     expected = torch.nn.functional.cross_entropy(
@@ -121,12 +121,38 @@ def test_anchor_kl_counts_anchor_answers_only():
 
     torch.manual_seed(0)
     base = torch.randn(2, 4, 6)
-    labels = torch.tensor([[IGNORE_INDEX, 1, 2, 3], [IGNORE_INDEX, 1, 2, 3]])
+    labels = torch.tensor([[1, 2, 3, IGNORE_INDEX], [1, 2, 3, IGNORE_INDEX]])  # what each position predicts
     assert anchor_kl(base, base, labels, torch.tensor([1, 1])).item() == pytest.approx(0.0, abs=1e-6)
     moved = base.clone()
     moved[1] += torch.randn(4, 6)  # only the second sample drifts
     assert anchor_kl(moved, base, labels, torch.tensor([1, 0])).item() == pytest.approx(0.0, abs=1e-6)
     assert anchor_kl(moved, base, labels, torch.tensor([0, 1])).item() > 0.01
+
+
+def test_the_loss_on_answer_positions_alone_equals_the_loss_on_every_position(tiny_model_dir, tokenizer):
+    """Only answer positions are projected onto the vocabulary; the loss must not change."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from sleep_agent.sleep.consolidate import answer_logits, token_loss
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    samples = [
+        ChatSample.qa("where does zorblax quenty live ?", "he lives in vellmora ."),
+        ChatSample.qa("hi", "hello there , how are you doing today ?"),
+        ChatSample.text("rivers shape the land ."),
+    ]
+    batch = pad_batch([encode_sample(tokenizer, s, 64) for s in samples], pad_id=0)
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    logits, targets, keep = answer_logits(model, inputs, batch["labels"])
+    full = model(**inputs).logits
+    assert len(keep) < full.shape[1]  # prompt positions were left out
+    expected = torch.nn.functional.cross_entropy(
+        full[:, :-1].reshape(-1, full.shape[-1]),
+        batch["labels"][:, 1:].reshape(-1),
+        ignore_index=IGNORE_INDEX,
+    )
+    assert torch.allclose(token_loss(logits, targets), expected, atol=1e-5)
 
 
 def test_with_every_token_known_nothing_is_learned_and_kl_trains_anchors(tiny_model_dir, tmp_path):
@@ -195,9 +221,9 @@ def test_distill_kl_pairs_answer_tokens_across_prompts_of_different_length():
 
     torch.manual_seed(0)
     student = torch.randn(1, 4, 6)
-    labels = torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, 2, 3]])  # answer predicted at positions 1, 2
+    labels = torch.tensor([[IGNORE_INDEX, 2, 3, IGNORE_INDEX]])  # answer predicted at positions 1, 2
     teacher = torch.cat([torch.randn(1, 3, 6), student], dim=1)  # 3 more prompt tokens in front
-    teacher_labels = torch.tensor([[IGNORE_INDEX] * 5 + [2, 3]])
+    teacher_labels = torch.tensor([[IGNORE_INDEX] * 4 + [2, 3, IGNORE_INDEX]])
     assert distill_kl(student, labels, teacher, teacher_labels).item() == pytest.approx(0.0, abs=1e-6)
     teacher[0, 4] += 3 * torch.randn(6)  # the teacher disagrees on the first answer token
     assert distill_kl(student, labels, teacher, teacher_labels).item() > 0.01
@@ -263,3 +289,22 @@ def test_two_trainings_started_at_once_in_one_process_both_finish(tiny_model_dir
             for k, w in load_file(tmp_path / name / "adapter_model.safetensors").items()
             if "lora_B" in k
         )
+
+
+def test_bfloat16_training_learns_and_keeps_float32_adapter_weights(tiny_model_dir, tmp_path):
+    """Mixed precision computes in bfloat16; what vLLM loads must still be float32 weights that moved."""
+    from safetensors.torch import load_file
+
+    samples = [ChatSample.qa("where does zorblax quenty live ?", "he lives in vellmora .")] * 4
+    config = LoraTrainConfig(rank=4, max_steps=4, batch_size=4, precision="bfloat16", kl_weight=0.0)
+    train_adapter(tiny_model_dir, samples, tmp_path / "bf16", config, progress=False)
+    weights = load_file(tmp_path / "bf16" / "adapter_model.safetensors")
+    assert {str(w.dtype) for w in weights.values()} == {"torch.float32"}
+    assert any(w.any() for k, w in weights.items() if "lora_B" in k)
+
+
+@pytest.mark.parametrize(("precision", "expected"), [("float32", False), ("bfloat16", True)])
+def test_an_explicit_precision_is_obeyed(precision, expected):
+    from sleep_agent.sleep.consolidate import train_in_bfloat16
+
+    assert train_in_bfloat16(precision) is expected

@@ -257,7 +257,7 @@ def test_forget_removes_memories_from_recall_and_flags_consolidated_ones():
     graph = graph_of(memory)
     turns(graph, ["My cat is called Pixel.", "My dog is called Rex."])  # both consolidated
     turns(graph, ["My bank PIN is 4321."])
-    assert memory.forget(text="PIN") == {"deleted": 1, "consolidated": 0, "rebuild_needed": False}
+    assert memory.forget(text="bank pin") == {"deleted": 1, "consolidated": 0, "rebuild_needed": False}
     recalled = memory.recall("what is my PIN?")
     assert recalled and not any("4321" in r.episode.text for r in recalled)  # the others still are
     assert memory.status()["rebuild_needed"] is False

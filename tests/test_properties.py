@@ -154,7 +154,15 @@ def test_forget_refuses_a_bare_string_of_ids_and_an_empty_text_and_deletes_nothi
     memory.buffer.record([("user", "My PIN is 4471.")])
     with pytest.raises(TypeError, match=r"ids=\[\.\.\.\]"):
         memory.forget(ids="abc")
-    for bad in ("", "   "):
-        with pytest.raises(ValueError, match="non-empty string"):  # "" would match every episode
+    for bad in (
+        "",
+        "   ",
+        "e",
+        "my",
+        " P\u00a0I ",
+        "\u200b\u200b\u200b\u200bab",
+    ):  # would match nearly every episode
+        with pytest.raises(ValueError, match="at least 4 characters"):
             memory.forget(text=bad)
     assert memory.buffer.counts()["pending"] == 1
+    assert memory.forget(text="my\u00a0 pin  IS")["deleted"] == 1  # case, spacing and form do not matter

@@ -36,7 +36,9 @@ buffer.mark([a.id, b.id], "consolidated", adapter_version=1)
 adapter = home.parent / "adapter"
 adapter.mkdir()
 (adapter / "adapter_config.json").write_text(json.dumps({"r": 4, "peft_type": "LORA"}))
-(adapter / "adapter_model.safetensors").write_bytes(b"not real weights: the registry is what is tested")
+from safetensors.numpy import save_file
+import numpy as np
+save_file({"placeholder": np.zeros(1, dtype=np.float32)}, adapter / "adapter_model.safetensors")
 AdapterRegistry(home, "alice").publish(adapter, Manifest("alice", 1, None, episodes=[a.id, b.id]))
 print(json.dumps({"consolidated": [a.id, b.id], "pending": [c.id]}))
 """

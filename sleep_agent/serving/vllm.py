@@ -51,6 +51,7 @@ from sleep_agent.serving.router import AdapterRouter
 
 log = logging.getLogger(__name__)
 
+GUARD_MODULE = "sleep_agent.serving.guard"  # the server dies with this process, however it ends
 API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 
 
@@ -333,7 +334,7 @@ class VLLMServer(ServingBackend):
         }
         with open(self.log_path, "wb") as log_file:
             self.process = subprocess.Popen(
-                self.server_command(port),
+                [sys.executable, "-m", GUARD_MODULE, "--", *self.server_command(port)],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

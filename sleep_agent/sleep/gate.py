@@ -79,17 +79,29 @@ def recall_of(ask: Ask, facts: Sequence[Fact], limit: int | None = None) -> floa
     A fact is asked in each phrasing the extractor kept out of training (the user's words and, when
     the user gave a name, the third person), so one lucky phrasing does not pass a weak sleep.
     """
+    probes = held_out(facts, limit)
+    return recall_in(probes, ask_all(ask, [p.question for p in probes]))
+
+
+def held_out(facts: Sequence[Fact], limit: int | None = None) -> list:
+    """The held-out questions of ``facts``; a fixed sample of ``limit`` of them, the same for both versions."""
     probes = [p for f in facts for p in f.checks()]
+    if limit is not None and len(probes) > limit:
+        probes = random.Random(0).sample(probes, limit)
+    return probes
+
+
+def recall_in(probes: Sequence, answers: Sequence[str]) -> float | None:
     if not probes:
         return None
-    if limit is not None and len(probes) > limit:  # the same sample for both versions: a fixed seed
-        probes = random.Random(0).sample(probes, limit)
-    answers = ask_all(ask, [p.question for p in probes])
     return sum(says(a, p.keyword) for p, a in zip(probes, answers, strict=True)) / len(probes)
 
 
 def probe_of(ask: Ask) -> int:
-    answers = ask_all(ask, [q for q, _ in GATE_PROBE])
+    return probe_in(ask_all(ask, [q for q, _ in GATE_PROBE]))
+
+
+def probe_in(answers: Sequence[str]) -> int:
     return sum(any(says(a, k) for k in keys) for (_, keys), a in zip(GATE_PROBE, answers, strict=True))
 
 
@@ -141,9 +153,20 @@ def score(
     perplexity: Callable[[], float] | None = None,
     limit: int | None = None,
 ) -> Scores:
+    """One version's scores; its questions go to the server together, so that they batch (a batch
+    of 32 answered a gate's questions about a fifth faster than batches of 8 on vLLM's CPU build)."""
     ppl = perplexity() if perplexity is not None else None
+    fresh, kept = held_out(new, limit), held_out(earlier, limit)
+    questions = [p.question for p in (*fresh, *kept)] + [q for q, _ in GATE_PROBE]
+    answers = ask_all(ask, questions, workers=32)
     asked = min(sum(len(f.checks()) for f in earlier), limit or 1 << 30)
-    return Scores(recall_of(ask, new, limit), recall_of(ask, earlier, limit), probe_of(ask), ppl, asked)
+    return Scores(
+        recall_in(fresh, answers[: len(fresh)]),
+        recall_in(kept, answers[len(fresh) : len(fresh) + len(kept)]),
+        probe_in(answers[len(fresh) + len(kept) :]),
+        ppl,
+        asked,
+    )
 
 
 def decide(before: Scores, after: Scores, config: GateConfig) -> GateResult:

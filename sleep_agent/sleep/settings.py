@@ -38,6 +38,12 @@ class LoraTrainConfig(BaseModel):
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads while training (None: torch default)"
     )
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="compute precision of the training steps (the adapter's weights stay float32): "
+        "'auto' computes in bfloat16 where the hardware does so natively (a CUDA GPU with bfloat16, "
+        "a CPU with AVX512-BF16 or AMX), else float32",
+    )
     known_token_threshold: float | None = Field(
         None,
         gt=0,

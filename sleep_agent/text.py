@@ -1,0 +1,20 @@
+"""Text as a matcher should see it: one Unicode form, one case, one kind of space.
+
+Shared by everything that compares what people typed: forgetting by a piece of text, and the
+critic's filters (a non-breaking or doubled space, or a full-width letter, must not slip past).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_SPACE = re.compile(r"\s+")
+# Zero-width characters that render as nothing but split a word for a matcher.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
+
+
+def fold(text: str) -> str:
+    """NFKC, case-folded, invisible characters dropped, every run of whitespace one space, trimmed."""
+    text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE).casefold()
+    return _SPACE.sub(" ", text).strip()
