@@ -21,7 +21,14 @@ BEGIN, END = "<!-- fields: begin (scripts/config_reference.py writes this part) 
 
 
 def classes() -> list[tuple[str, type[BaseModel]]]:
-    from sleep_agent.config import BufferConfig, RecallConfig, ServingConfig, SleepConfig, SleepPolicy
+    from sleep_agent.config import (
+        BufferConfig,
+        RecallConfig,
+        RetentionConfig,
+        ServingConfig,
+        SleepConfig,
+        SleepPolicy,
+    )
     from sleep_agent.sleep.settings import CycleConfig, DreamConfig, GateConfig, LoraTrainConfig
 
     return [
@@ -30,6 +37,7 @@ def classes() -> list[tuple[str, type[BaseModel]]]:
         ("sleep_agent", ServingConfig),
         ("sleep_agent", BufferConfig),
         ("sleep_agent", RecallConfig),
+        ("sleep_agent", RetentionConfig),
         ("sleep_agent", CycleConfig),
         ("sleep_agent", LoraTrainConfig),
         ("sleep_agent", GateConfig),

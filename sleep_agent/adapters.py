@@ -32,6 +32,7 @@ from sleep_agent.serving.base import adapter_name, check_adapter_dir
 _VERSION_DIR = re.compile(r"^v(\d+)$")
 _POINTER = "current.json"
 _RETIRED = "retired.json"
+_PINNED = "pinned"
 
 
 @dataclass
@@ -113,7 +114,8 @@ class AdapterRegistry:
         return sorted(found)
 
     def retire(self, version: int, reason: str) -> None:
-        """Delete a version's weights for good (it holds forgotten memories); its manifest stays.
+        """Delete a version's weights for good (it holds forgotten memories, or it was pruned); its
+        manifest stays.
 
         A retired version can never be served or rolled back to again.
         """
@@ -124,6 +126,31 @@ class AdapterRegistry:
         for item in directory.iterdir():
             if item.name not in ("manifest.json", _RETIRED):
                 shutil.rmtree(item) if item.is_dir() else item.unlink()
+
+    def pin(self, version: int, pinned: bool = True) -> None:
+        """Keep a version through pruning (``pinned=False`` lets it go again)."""
+        marker = self.path(version) / _PINNED
+        if pinned:
+            _write_atomically(marker, "")
+        else:
+            marker.unlink(missing_ok=True)
+
+    def pinned(self) -> list[int]:
+        return [v for v in self.versions() if (self.root / f"v{v}" / _PINNED).exists()]
+
+    def prune(self, keep: int) -> list[int]:
+        """Retire servable versions beyond the newest ``keep``, except the current and pinned ones."""
+        if keep < 1:
+            raise ValueError(f"keep={keep}: at least the newest version must stay")
+        spared = {self.current(), *self.pinned()}
+        old = self.versions()[:-keep]
+        pruned = [v for v in old if v not in spared]
+        for version in pruned:
+            self.retire(version, f"pruned: only the newest {keep} versions are kept")
+        return pruned
+
+    def disk_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
 
     def holders(self, episode_ids: set[str] | list[str]) -> dict[int, list[str]]:
         """Servable versions whose weights learned any of ``episode_ids``, with the ones each holds."""

@@ -90,6 +90,11 @@ def serve_cmd(
             cache_dir=cache_dir or SleepConfig().cache_dir,
             serving=ServingConfig(host=host, port=port, max_model_len=max_model_len),
         )
+        if not _loopback(host):
+            console.print(
+                f"[yellow]warning:[/] --host {host} lets other machines reach the server; every request "
+                "still needs its key, but traffic is plain HTTP: put it behind TLS, or keep 127.0.0.1"
+            )
         console.print(f"Starting vLLM for {model!r} on {host}:{port} (this takes a minute or two on CPU)...")
         server = create_backend(config).start()
     except (SleepAgentError, ValueError) as exc:
@@ -99,7 +104,9 @@ def serve_cmd(
             server.activate(name, directory, retire_previous=False)
             console.print(f"loaded adapter {name} from {directory}")
         console.print(
-            f"[green]ready[/] at {server.base_url}/v1 (model {server.router.target!r}); Ctrl-C stops it"
+            f"[green]ready[/] at {server.base_url}/v1 (model {server.router.target!r}); Ctrl-C stops it\n"
+            f"clients send the key in {getattr(server, 'key_path', None)} as their API key "
+            "(ServingConfig(base_url=..., api_key=...))"
         )
         stopped = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stopped.set())
@@ -111,6 +118,17 @@ def serve_cmd(
         raise _fail(exc) from exc
     finally:
         server.stop()
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _chat_config(model: str, home: Path, serving: str, sleep_after: int | None, cache_dir: Path | None):  # noqa: ANN202
@@ -228,6 +246,22 @@ def _change(before: object, after: object, fmt: str) -> str:
     if before is None or after is None:
         return "-"
     return f"{fmt.format(before)} -> {fmt.format(after)}"
+
+
+@adapters_app.command("pin")
+def adapters_pin_cmd(
+    version: Annotated[int, typer.Argument(help="the version to keep")],
+    namespace: NamespaceOpt = "default",
+    home: HomeOpt = Path(".sleep_agent"),
+    unpin: Annotated[bool, typer.Option("--unpin", help="let pruning take it again")] = False,
+) -> None:
+    """Keep a version through pruning (RetentionConfig.keep_versions), so it can be rolled back to."""
+    registry = _registry(home, namespace)
+    try:
+        registry.pin(version, pinned=not unpin)
+    except SleepAgentError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"{namespace}: v{version} {'unpinned' if unpin else 'pinned'}; pinned now: {registry.pinned() or 'none'}")
 
 
 @adapters_app.command("rollback")

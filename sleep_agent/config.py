@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from sleep_agent.errors import NamespaceError
 from sleep_agent.sleep.settings import CycleConfig
@@ -77,6 +77,12 @@ class ServingConfig(_Config):
     )
     base_url: str | None = Field(
         None, description="attach to a running vLLM server, e.g. http://127.0.0.1:8000"
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="key of the vLLM server: the one attached to with base_url (None: it has none); a "
+        "server this process starts gets this one, else a generated one written to <home>/serving/ "
+        "readable by its owner only",
     )
     host: str = Field("127.0.0.1", description="interface a started server listens on")
     port: int | None = Field(
@@ -177,6 +183,19 @@ class SleepPolicy(_Config):
     )
 
 
+class RetentionConfig(_Config):
+    """How much of a namespace's history stays on disk after each sleep."""
+
+    keep_versions: int | None = Field(
+        5,
+        ge=1,
+        description="servable adapter versions kept, newest first; the current one and pinned ones "
+        "(`sleep-agent adapters pin`) always stay. Older ones lose their weights (their manifests stay as "
+        "a record, and they can no longer be rolled back to). None keeps every version",
+    )
+    keep_reports: int | None = Field(100, ge=1, description="sleep reports kept, newest first; None keeps all")
+
+
 class SleepConfig(_Config):
     """What a :class:`SleepMemory` needs: who it remembers for, which model, where it keeps things."""
 
@@ -198,6 +217,9 @@ class SleepConfig(_Config):
     buffer: BufferConfig = Field(default_factory=BufferConfig, description="where episodes are kept")
     recall: RecallConfig = Field(default_factory=RecallConfig, description="what recall_node injects")
     policy: SleepPolicy = Field(default_factory=SleepPolicy, description="when to sleep")
+    retention: RetentionConfig = Field(
+        default_factory=RetentionConfig, description="how many adapter versions and reports are kept"
+    )
     cycle: CycleConfig = Field(
         default_factory=CycleConfig,
         description="the standard cycle: training, gate, dreams (a cycle= given to SleepMemory has its own)",

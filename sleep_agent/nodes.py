@@ -502,8 +502,14 @@ class SleepMemory:
             "active_adapter": self._backend.active_for(self.config.namespace) if self._backend else None,
             "sleeping": self.sleeping,
             "rebuild_needed": self.rebuild_needed,
+            "disk_bytes": self._disk_bytes(),
             "last_report": self.last_report.model_dump() if self.last_report else None,
         }
+
+    def _disk_bytes(self) -> dict[str, int]:
+        """What this namespace keeps on disk, by kind (its episodes share the Chroma database)."""
+        reports = sum(p.stat().st_size for p in self.reports_dir.glob("*.json")) if self.reports_dir.is_dir() else 0
+        return {"adapters": self._registry().disk_bytes(), "reports": reports}
 
     # -- the model -------------------------------------------------------------------------
 
@@ -621,7 +627,22 @@ class SleepMemory:
             report.finished_at = time.time()
             self.last_report = report
             self._save_report(report)
+        self._prune()
         return report
+
+    def _prune(self) -> None:
+        """Keep what ``config.retention`` says (run under the namespace lock, after a sleep)."""
+        keep = self.config.retention
+        try:
+            if keep.keep_versions is not None:
+                pruned = self._registry().prune(keep.keep_versions)
+                if pruned:
+                    log.info("pruned adapter versions %s of %s", pruned, self.config.namespace)
+            if keep.keep_reports is not None and self.reports_dir.is_dir():
+                for old in sorted(self.reports_dir.glob("*.json"))[: -keep.keep_reports]:
+                    old.unlink(missing_ok=True)
+        except OSError:  # a full or read-only disk must not fail a finished sleep
+            log.exception("pruning %s failed", self.config.namespace)
 
     def _sleep_context(self) -> SleepContext:
         return SleepContext(
@@ -706,10 +727,12 @@ class SleepMemory:
         return [RemoveMessage(id=m.id) for m in messages[:cut] if m.id in self._consolidated_messages]
 
     def _format_memories(self, recalled: Sequence[Recalled]) -> str:
+        from sleep_agent.sleep.critic import recallable
+
         budget = self.config.recall.max_tokens - self.count_tokens([SystemMessage(self.recall_prompt)])
         lines: list[str] = []
         for r in recalled:
-            shown = [p.render() for p in r.episode.parts_from(*self.config.recall.sources)]
+            shown = [p.render() for p in recallable(r.episode.parts_from(*self.config.recall.sources))]
             if not shown or not _tells_something(r.episode):
                 continue
             line = "- " + "\n".join(shown).replace("\n", "\n  ")

@@ -248,3 +248,24 @@ def test_publishing_flushes_files_and_directories_to_disk(tmp_path: Path, monkey
     assert any(n.startswith(".v1-") for n in names)  # the staged weights' directory, before its rename
     assert names.count("alice") >= 2 and "v1" in names  # renames: the weights and pointer, the manifest
     assert any(n.startswith(".manifest-") for n in names) and any(n.startswith(".current-") for n in names)
+
+
+def test_pruning_keeps_the_newest_the_current_and_the_pinned_versions(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from sleep_agent.cli import app
+
+    home = tmp_path / "home"
+    reg = AdapterRegistry(home, "alice")
+    for v in range(1, 7):
+        reg.publish(fake_adapter(tmp_path / f"a{v}", str(v)), Manifest("alice", v, v - 1 or None))
+    reg.rollback(to=2)  # the user serves an old one: it must survive
+    pinned = CliRunner().invoke(app, ["adapters", "pin", "1", "--home", str(home), "--namespace", "alice"])
+    assert pinned.exit_code == 0 and reg.pinned() == [1]
+    assert reg.prune(keep=2) == [3, 4]
+    assert reg.versions() == [1, 2, 5, 6] and reg.current() == 2
+    assert reg.manifest(3).version == 3 and not (reg.root / "v3" / "adapter_model.safetensors").exists()
+    with pytest.raises(AdapterLoadError, match="retired"):
+        reg.rollback(to=3)
+    with pytest.raises(ValueError, match="keep"):
+        reg.prune(keep=0)

@@ -1,4 +1,4 @@
-"""A spawned server dies with the process that started it, however that process ends.
+"""A spawned server dies with the process that started it, however that process ends; its key is its owner's.
 
 The server here is a stand-in (a Python process that starts a child of its own, the way vLLM starts
 its engine): the guard is what is tested, and a real vLLM takes a minute per start. The real server
@@ -95,3 +95,21 @@ def test_the_guard_without_a_command_says_how_to_call_it():
         [sys.executable, "-m", "sleep_agent.serving.guard"], capture_output=True, text=True, timeout=30
     )
     assert guard.returncode == 2 and "usage" in guard.stderr
+
+
+def test_a_started_servers_key_is_written_for_its_owner_only(tmp_path):
+    from sleep_agent.serving.vllm import write_key
+
+    path = tmp_path / "serving" / "vllm-8000.key"
+    path.parent.mkdir()
+    path.write_text("old")
+    path.chmod(0o644)  # a file left by someone else's umask keeps no wider mode
+    assert write_key(path, "s3cret").read_text() == "s3cret"
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(("host", "warned"), [("127.0.0.1", False), ("localhost", False), ("0.0.0.0", True)])
+def test_serving_beyond_this_machine_is_warned_about(host, warned):
+    from sleep_agent.cli import _loopback
+
+    assert _loopback(host) is not warned

@@ -67,7 +67,8 @@ def ask(server, question, adapter=None):
 
 
 def served_names(server) -> set[str]:
-    return {m["id"] for m in httpx.get(f"{server.base_url}/v1/models").json()["data"]}
+    headers = {"Authorization": f"Bearer {server.api_key}"}
+    return {m["id"] for m in httpx.get(f"{server.base_url}/v1/models", headers=headers).json()["data"]}
 
 
 def test_adapter_turns_a_wrong_answer_into_the_right_one_then_swaps_under_load(server, adapters):
@@ -133,8 +134,19 @@ def test_async_and_streaming_calls_follow_the_active_adapter(server, adapters):
 def test_attaching_by_base_url_sees_the_served_model_and_adapters(server, adapters, default_model_dir):
     if server.active_adapter is None:
         server.activate("ns@v2", adapters["v2"])
+    # a started server has a generated key, readable by its owner only; without it nothing is served
+    assert server.key_path.read_text() == server.api_key and server.key_path.stat().st_mode & 0o077 == 0
+    unkeyed = httpx.post(
+        f"{server.base_url}/v1/chat/completions",
+        json={"model": server.active_adapter, "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert unkeyed.status_code == 401
+    with pytest.raises(ServerStartError, match="api_key"):
+        VLLMServer(default_model_dir, config=ServingConfig(base_url=server.base_url)).start()
     attached = VLLMServer(
-        default_model_dir, served_name="ignored", config=ServingConfig(base_url=server.base_url)
+        default_model_dir,
+        served_name="ignored",
+        config=ServingConfig(base_url=server.base_url, api_key=server.key_path.read_text()),
     )
     with attached:
         assert attached.base_name == "base"
@@ -242,10 +254,10 @@ def test_a_killed_server_gives_a_clear_error_and_a_restarted_one_serves_the_curr
 
     question, _, answer = FACTS_A[0]
     port = free_port()
-    config = ServingConfig(port=port, startup_timeout_s=900)
+    config = ServingConfig(port=port, startup_timeout_s=900, api_key="carol-server-key")
     home = tmp_path / "home"
     AdapterRegistry(home, "carol").publish(adapters["v1"], Manifest("carol", 1, None))
-    serving = {"base_url": f"http://127.0.0.1:{port}", "request_timeout_s": 60}
+    serving = {"base_url": f"http://127.0.0.1:{port}", "request_timeout_s": 60, "api_key": "carol-server-key"}
     memory = SleepMemory(SleepConfig(namespace="carol", home=home, serving=serving))
 
     first = VLLMServer(default_model_dir, config=config, log_dir=tmp_path / "logs").start()

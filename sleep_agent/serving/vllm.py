@@ -14,6 +14,7 @@ import importlib.util
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -226,6 +227,16 @@ def _has_nvidia_gpu() -> bool:
     return subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
 
 
+def write_key(path: Path, key: str) -> Path:
+    """The server's key in a file only its owner can read (other local tools attach with it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT
+    return path
+
+
 class VLLMServer(ServingBackend):
     """A vLLM server process (started here, or attached to by ``config.base_url``)."""
 
@@ -244,6 +255,9 @@ class VLLMServer(ServingBackend):
         self.log_path: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.base_url = self.config.base_url
+        # requests to /v1 carry it: the adapters hold users' memories (a started server's is generated)
+        self.api_key: str | None = self.config.api_key.get_secret_value() if self.config.api_key else None
+        self.key_path: Path | None = None
         self._http: httpx.Client | None = None
         self._openai: Any = None
 
@@ -253,7 +267,8 @@ class VLLMServer(ServingBackend):
             return self
         if self.base_url is None:
             self._spawn()
-        self._http = httpx.Client(base_url=self.base_url, timeout=self.config.request_timeout_s)
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        self._http = httpx.Client(base_url=self.base_url, timeout=self.config.request_timeout_s, headers=headers)
         try:
             self._wait_healthy()
             self._adopt_served_names()
@@ -267,6 +282,9 @@ class VLLMServer(ServingBackend):
             self._http.close()
             self._http = None
         proc, self.process = self.process, None
+        if self.key_path is not None:
+            self.key_path.unlink(missing_ok=True)
+            self.key_path = None
         if proc is None or proc.poll() is not None:
             return
         # vLLM starts an engine process of its own; signal the whole group so nothing is left behind.
@@ -327,10 +345,13 @@ class VLLMServer(ServingBackend):
             )
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.log_dir / f"vllm-{port}.log"
+        self.api_key = self.api_key or secrets.token_urlsafe(32)
+        self.key_path = write_key(self.log_dir.parent / "serving" / f"vllm-{port}.key", self.api_key)
         env = {
             **os.environ,
             "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
             "VLLM_CPU_KVCACHE_SPACE": str(cfg.kv_cache_gb),
+            "VLLM_API_KEY": self.api_key,  # in the environment, not on a command line anyone can list
         }
         with open(self.log_path, "wb") as log_file:
             self.process = subprocess.Popen(
@@ -370,7 +391,15 @@ class VLLMServer(ServingBackend):
 
     def _adopt_served_names(self) -> None:
         """On attach, take the server's base model name and note the adapters it already has."""
-        models = self._http.get("/v1/models").json()["data"]  # type: ignore[union-attr]
+        response = self._http.get("/v1/models")  # type: ignore[union-attr]
+        if response.status_code == 401:
+            raise ServerStartError(
+                f"the vLLM server at {self.base_url} refused "
+                + ("the API key given" if self.api_key else "a request without an API key")
+                + ": pass ServingConfig(api_key=...); a server that sleep-agent started keeps its key "
+                "in <home>/serving/vllm-<port>.key"
+            )
+        models = response.json()["data"]
         bases = [m["id"] for m in models if not m.get("parent")]
         if self.process is None and bases and self.base_name not in bases:
             self.router.base_name = bases[0]
@@ -439,7 +468,7 @@ class VLLMServer(ServingBackend):
             from openai import OpenAI
 
             self._openai = OpenAI(
-                base_url=f"{self.base_url}/v1", api_key="EMPTY", timeout=self.config.request_timeout_s
+                base_url=f"{self.base_url}/v1", api_key=self.api_key or "EMPTY", timeout=self.config.request_timeout_s
             )
         with _unavailable(self.base_url):
             response = self._openai.chat.completions.create(
@@ -458,5 +487,9 @@ class VLLMServer(ServingBackend):
         kwargs.setdefault("timeout", self.config.request_timeout_s)
         kwargs.setdefault("http_async_client", httpx.AsyncClient(transport=PerLoopTransport()))
         return RoutedChatOpenAI(
-            router=self.router, namespace=namespace, base_url=f"{self.base_url}/v1", api_key="EMPTY", **kwargs
+            router=self.router,
+            namespace=namespace,
+            base_url=f"{self.base_url}/v1",
+            api_key=self.api_key or "EMPTY",
+            **kwargs,
         )

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sleep_agent.episodes import Episode
+from sleep_agent.episodes import Episode, EpisodePart
 
 # Phrases that address the model rather than state a fact. Tool output and quoted text are data,
 # so an instruction inside them is an injection attempt, whatever it asks for. Regular expressions
@@ -111,6 +111,23 @@ def without_planted_quotes(text: str) -> tuple[str, bool]:
     for match in reversed(planted):
         text = text[: match.start()] + "\n" + text[match.end() :]
     return text, bool(planted)
+
+
+def recallable(parts: Iterable[EpisodePart]) -> list[EpisodePart]:
+    """What of an episode's parts may be shown back to the model, before any sleep has judged them.
+
+    Recall reaches the prompt straight from the buffer, so it gets the critic's checks here: a tool
+    result or a reply that carries an instruction is left out, and a user's text loses the quoted
+    spans that carry one (their own words stay).
+    """
+    shown = []
+    for part in parts:
+        if part.source == "user":
+            content, planted = without_planted_quotes(part.content)
+            shown.append(part.model_copy(update={"content": content.strip()}) if planted else part)
+        elif not has_instruction(part.content):
+            shown.append(part)
+    return [p for p in shown if p.content or p.tool_calls]
 
 
 def statements_of(text: str) -> list[str]:
