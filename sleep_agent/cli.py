@@ -261,7 +261,9 @@ def adapters_pin_cmd(
         registry.pin(version, pinned=not unpin)
     except SleepAgentError as exc:
         raise _fail(exc) from exc
-    typer.echo(f"{namespace}: v{version} {'unpinned' if unpin else 'pinned'}; pinned now: {registry.pinned() or 'none'}")
+    typer.echo(
+        f"{namespace}: v{version} {'unpinned' if unpin else 'pinned'}; pinned now: {registry.pinned() or 'none'}"
+    )
 
 
 @adapters_app.command("rollback")

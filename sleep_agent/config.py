@@ -193,7 +193,9 @@ class RetentionConfig(_Config):
         "(`sleep-agent adapters pin`) always stay. Older ones lose their weights (their manifests stay as "
         "a record, and they can no longer be rolled back to). None keeps every version",
     )
-    keep_reports: int | None = Field(100, ge=1, description="sleep reports kept, newest first; None keeps all")
+    keep_reports: int | None = Field(
+        100, ge=1, description="sleep reports kept, newest first; None keeps all"
+    )
 
 
 class SleepConfig(_Config):

@@ -508,7 +508,9 @@ class SleepMemory:
 
     def _disk_bytes(self) -> dict[str, int]:
         """What this namespace keeps on disk, by kind (its episodes share the Chroma database)."""
-        reports = sum(p.stat().st_size for p in self.reports_dir.glob("*.json")) if self.reports_dir.is_dir() else 0
+        reports = (
+            sum(p.stat().st_size for p in self.reports_dir.glob("*.json")) if self.reports_dir.is_dir() else 0
+        )
         return {"adapters": self._registry().disk_bytes(), "reports": reports}
 
     # -- the model -------------------------------------------------------------------------

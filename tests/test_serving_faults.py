@@ -181,3 +181,25 @@ def test_the_served_chat_model_answers_from_one_event_loop_after_another(tmp_pat
     finally:
         http.shutdown()
     assert answers == ["base", "base", "base"]  # the router's model for alice (no adapter yet)
+
+
+def test_a_failed_reload_after_a_forget_rebuild_serves_the_base_model_not_the_old_version(
+    memory, monkeypatch
+):
+    """The old version holds what was forgotten: with the rebuild not served, nobody may get the old one."""
+    memory.buffer.record([("user", "Enid works as a baker.")])
+    assert memory.sleep().adapter_version == 2
+    outage = Outage(memory.backend.activate, calls=None)
+    monkeypatch.setattr(memory.backend, "activate", outage)
+    result = memory.forget(text="aria lives")
+    report = memory.last_report
+    assert result["rebuilt_version"] == 3 and "reload_error" in report.metrics
+    assert report.metrics["serving_base_until_reload"] is True
+    assert memory.backend.active_for("alice") is None  # the base model answers, not alice@v2
+    assert "alice@v2" not in memory.backend.loaded_adapters
+    reply = memory.chat_model(max_tokens=4).invoke("Where does Aria live?")
+    assert reply.response_metadata["model_name"] == memory.backend.base_name
+    assert not memory.rebuild_needed  # v1 and v2 are retired: no servable version holds it
+
+    monkeypatch.setattr(memory.backend, "activate", outage.real)  # the server is back
+    assert memory.reload(attempts=2, backoff_s=0.01) == "alice@v3"

@@ -268,7 +268,9 @@ class VLLMServer(ServingBackend):
         if self.base_url is None:
             self._spawn()
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        self._http = httpx.Client(base_url=self.base_url, timeout=self.config.request_timeout_s, headers=headers)
+        self._http = httpx.Client(
+            base_url=self.base_url, timeout=self.config.request_timeout_s, headers=headers
+        )
         try:
             self._wait_healthy()
             self._adopt_served_names()
@@ -468,7 +470,9 @@ class VLLMServer(ServingBackend):
             from openai import OpenAI
 
             self._openai = OpenAI(
-                base_url=f"{self.base_url}/v1", api_key=self.api_key or "EMPTY", timeout=self.config.request_timeout_s
+                base_url=f"{self.base_url}/v1",
+                api_key=self.api_key or "EMPTY",
+                timeout=self.config.request_timeout_s,
             )
         with _unavailable(self.base_url):
             response = self._openai.chat.completions.create(

@@ -222,6 +222,9 @@ class StandardCycle:
         except AdapterLoadError as e:  # published all the same: the pointer names it, a restart serves it
             report.metrics["reload_error"] = str(e)
             log.error("v%d of %s is published but not served yet: %s", version, context.config.namespace, e)
+            if forgetting:  # the version still served holds what was forgotten: the base model answers
+                _off_the_old_version(backend, context.config.namespace)
+                report.metrics["serving_base_until_reload"] = True
         if forgetting:
             report.metrics["retired"] = _retire_holders(registry, report.forgotten, before=version)
         return report
@@ -464,6 +467,20 @@ def _serve_base(backend, registry: AdapterRegistry, namespace: str, forgotten: S
     registry.clear_current()  # first: a restart must not serve what was forgotten
     backend.activate(None, namespace=namespace)
     _retire_holders(registry, forgotten)
+
+
+def _off_the_old_version(backend, namespace: str) -> None:  # noqa: ANN001
+    """Route ``namespace`` to the base model until ``memory.reload()`` serves the rebuild.
+
+    Routing changes in this process and cannot fail; unloading the old adapter needs the server,
+    which may be the thing that is away (it is unloaded at the next activation then).
+    """
+    old = backend.router.set_active(None, namespace)
+    if old is not None:
+        try:
+            backend.unload_adapter(old, wait=False)
+        except Exception as e:  # the server is away; nobody is routed to it any more
+            log.warning("could not unload %s after a failed reload: %s", old, e)
 
 
 def learned_from(samples: Sequence[ChatSample], kept: Sequence[str]) -> list[str]:
