@@ -193,10 +193,22 @@ def web_cmd(
     """A local web chat: pick a user, chat, and watch its memory status, adapter and last sleep."""
     import uvicorn
 
-    from sleep_agent.chatbot.web import create_app
+    from sleep_agent.chatbot.web import LOOPBACK_HOSTS, create_app
 
+    hosts = (
+        LOOPBACK_HOSTS
+        if _loopback(host)
+        else ("*",)
+        if host in ("0.0.0.0", "::")
+        else (*LOOPBACK_HOSTS, host)
+    )
+    if not _loopback(host):
+        console.print(
+            f"[yellow]warning:[/] --host {host}: the page has no login, so anyone who reaches it can read, "
+            "sleep and forget any user's memory" + ("; any Host name is accepted" if hosts == ("*",) else "")
+        )
     try:
-        app_ = create_app(_chat_config(model, home, serving, sleep_after, cache_dir))
+        app_ = create_app(_chat_config(model, home, serving, sleep_after, cache_dir), hosts=hosts)
     except (SleepAgentError, ValueError) as exc:
         raise _fail(exc) from exc
     console.print(f"chat page at http://{host}:{port}/ (Ctrl-C stops it)")

@@ -89,7 +89,7 @@ def test_the_terminal_runs_commands_and_reports_what_it_learned(session):
 def test_the_web_api_chats_per_user_sleeps_and_refuses_bad_input(config, gate_accepts):
     backend = create_backend(config).start()
     app = create_app(config, backend=backend, cycle=StandardCycle(QUICK))
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1:8700") as client:
         page = client.get("/")
         assert page.status_code == 200 and 'id="last-sleep"' in page.text
         reply = client.post("/api/chat", json={"user": "alice", "text": "my name is zorblax"}).json()
@@ -111,4 +111,26 @@ def test_the_web_api_chats_per_user_sleeps_and_refuses_bad_input(config, gate_ac
         assert client.post("/api/chat", json={"user": "../etc", "text": "hi"}).status_code == 400
         assert client.post("/api/chat", json={"user": "alice", "text": "   "}).status_code == 400
         assert client.post("/api/chat", json={"user": "alice"}).status_code == 422
+        # what a page elsewhere could send through the visitor's browser changes nothing
+        before = client.get("/api/status", params={"user": "alice"}).json()["episodes"]
+        rebound = client.post(
+            "/api/chat", json={"user": "alice", "text": "hi"}, headers={"host": "evil.example"}
+        )
+        assert rebound.status_code == 400  # a DNS-rebound name
+        cross = client.post(
+            "/api/forget",
+            json={"user": "alice", "text": "quenty"},
+            headers={"origin": "https://evil.example"},
+        )
+        assert cross.status_code == 403
+        form = client.post("/api/sleep", content='{"user": "alice"}', headers={"content-type": "text/plain"})
+        assert form.status_code == 422  # a form or text body, which a cross-site page can send without asking
+        assert client.post("/api/chat", json={"user": "alice", "text": "x" * 5000}).status_code == 422
+        huge = client.post(
+            "/api/chat", content=b"{" + b" " * 70_000 + b"}", headers={"content-type": "application/json"}
+        )
+        assert huge.status_code == 413
+        assert client.get("/api/status", params={"user": "alice"}).json()["episodes"] == before
+        same_origin = {"origin": "http://127.0.0.1:8700"}
+        assert client.post("/api/new", json={"user": "alice"}, headers=same_origin).status_code == 200
     backend.stop()

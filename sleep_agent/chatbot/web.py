@@ -2,20 +2,24 @@
 
 One serving backend is shared by every user (each is served only their own adapter); each user
 has one chat session here, and "new session" starts an empty context on the same memory. Meant
-for one person on localhost: there is no authentication.
+for one person on localhost: there is no login yet, so anyone who can reach the page can act for
+any user. What a web page elsewhere could do through the visitor's browser is refused: requests
+must name this host (DNS rebinding), state changes come only as JSON POSTs from this page's own
+origin, and bodies and messages are bounded.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from fastapi import FastAPI, HTTPException
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from sleep_agent.chatbot.session import ChatBot, ChatSession, describe_sleep
@@ -24,10 +28,14 @@ from sleep_agent.errors import SleepAgentError
 from sleep_agent.serving.base import ServingBackend
 from sleep_agent.sleep.cycle import SleepCycle
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+MAX_BODY_BYTES = 64 * 1024
+MAX_MESSAGE_CHARS = 4000  # about 1,000 tokens: a turn must leave the context room to answer
+
 
 class ChatIn(BaseModel):
     user: str = Field(min_length=1)
-    text: str = Field(min_length=1)
+    text: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
 
 
 class UserIn(BaseModel):
@@ -35,7 +43,7 @@ class UserIn(BaseModel):
 
 
 class ForgetIn(UserIn):
-    text: str = Field(min_length=1)
+    text: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
 
 
 class Sessions:
@@ -68,10 +76,15 @@ class Sessions:
 
 
 def create_app(
-    config: SleepConfig, *, backend: ServingBackend | None = None, cycle: SleepCycle | None = None
+    config: SleepConfig,
+    *,
+    backend: ServingBackend | None = None,
+    cycle: SleepCycle | None = None,
+    hosts: Sequence[str] = LOOPBACK_HOSTS,
 ) -> FastAPI:
     """The chat page and its JSON API; ``backend``: serve through one already started; ``cycle``:
-    the sleep cycle of every user's memory (default: the standard one)."""
+    the sleep cycle of every user's memory (default: the standard one); ``hosts``: the names the
+    page may be reached by (``Host`` and ``Origin``), loopback by default."""
     sessions = Sessions(config, backend, cycle)
 
     @asynccontextmanager
@@ -81,6 +94,7 @@ def create_app(
 
     app = FastAPI(title="sleep-agent chat", lifespan=lifespan)
     app.state.sessions = sessions
+    guard_requests(app, hosts)
     page = files("sleep_agent.chatbot").joinpath("static/index.html").read_text(encoding="utf-8")
 
     @app.get("/", response_class=HTMLResponse)
@@ -120,6 +134,30 @@ def create_app(
         return {"status": _status(session)}
 
     return app
+
+
+def guard_requests(app: FastAPI, hosts: Sequence[str]) -> None:
+    """Refuse what a page elsewhere could send through the visitor's browser.
+
+    Starlette's ``TrustedHostMiddleware`` checks ``Host`` (a DNS-rebound name is refused); the
+    origin and size checks are written here because no middleware of the stack does them.
+    """
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+    allowed = {h.strip("[]") for h in hosts}
+
+    @app.middleware("http")
+    async def same_origin_and_bounded(request: Request, call_next: Any) -> Any:
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            origin = request.headers.get("origin")
+            if origin is not None and (urlsplit(origin).hostname or "") not in allowed and "*" not in allowed:
+                return JSONResponse({"detail": f"requests from {origin} are refused"}, status_code=403)
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return JSONResponse({"detail": f"bodies are limited to {MAX_BODY_BYTES} bytes"}, status_code=413)
+        return await call_next(request)
+
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=sorted({*hosts, *allowed}))
 
 
 def _guarded(call: Any) -> Any:
