@@ -69,6 +69,7 @@ class Sessions:
         """Users with a session here or adapters on disk."""
         adapters = Path(self.config.home).expanduser() / "adapters"
         on_disk = {p.name for p in adapters.iterdir() if p.is_dir()} if adapters.is_dir() else set()
+        on_disk = {name for name in on_disk if NAMESPACE_PATTERN.match(name)}  # a stray folder is no user
         return sorted(on_disk | set(self._sessions))
 
     def close(self) -> None:
