@@ -53,8 +53,10 @@ def test_a_session_answers_falls_asleep_at_its_threshold_and_a_new_one_starts_em
     assert "2 of 2 memories now in the weights, adapter v1" in lines[0]
     assert any("learned: my name is zorblax" in line for line in lines)
 
-    thread = session.thread_id
+    thread, old = session.thread_id, session.thread
+    assert list(session.bot._checkpointer.list({"configurable": {"thread_id": old}}))  # the turns so far
     assert session.new_session() != thread and session.status()["turns"] == 0
+    assert not list(session.bot._checkpointer.list({"configurable": {"thread_id": old}}))  # freed
     third = session.send("what is my name ?")
     assert third.adapter == "alice@v1"  # the new session is answered by the weights
     run = {"configurable": {"user_id": "alice", "thread_id": f"alice/{session.thread_id}"}}
@@ -133,6 +135,16 @@ def test_the_web_api_chats_per_user_sleeps_and_refuses_bad_input(config, gate_ac
         )
         assert huge.status_code == 413
         assert client.get("/api/status", params={"user": "alice"}).json()["episodes"] == before
+        sessions.max_sessions = 2  # a third user ends the session used longest ago
+        bob_thread = sessions.get("bob").thread
+        assert list(sessions.bot._checkpointer.list({"configurable": {"thread_id": bob_thread}}))
+        sessions.get("alice")
+        client.post("/api/new", json={"user": "carol"})
+        assert list(sessions._sessions) == ["alice", "carol"]
+        assert not list(sessions.bot._checkpointer.list({"configurable": {"thread_id": bob_thread}}))
+        assert (
+            client.get("/api/status", params={"user": "bob"}).json()["episodes"]["pending"] == 1
+        )  # memory kept
         same_origin = {"origin": "http://127.0.0.1:8700"}
         assert client.post("/api/new", json={"user": "alice"}, headers=same_origin).status_code == 200
     backend.stop()

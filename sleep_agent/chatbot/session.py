@@ -54,6 +54,7 @@ class ChatBot:
         )
         self.prompt, self.max_tokens = prompt, max_tokens
         self._graph: Any = None  # built on the first turn: the chat model starts the server
+        self._checkpointer = InMemorySaver()  # threads are deleted when their session ends
         self._lock = threading.Lock()
 
     @property
@@ -62,13 +63,17 @@ class ChatBot:
             if self._graph is None:
                 model = self.memory.chat_model(max_tokens=self.max_tokens)
                 self._graph = create_sleep_agent(
-                    self.memory, prompt=self.prompt, model=model, checkpointer=InMemorySaver()
+                    self.memory, prompt=self.prompt, model=model, checkpointer=self._checkpointer
                 )
             return self._graph
 
     def session(self, user: str) -> ChatSession:
         """A new session of ``user`` (a thread of their own) on the shared memory and graph."""
         return ChatSession(self.memory.for_namespace(user), bot=self)
+
+    def end_thread(self, thread: str) -> None:
+        """Free a finished conversation's checkpoints (they hold every message of it)."""
+        self._checkpointer.delete_thread(thread)
 
     def close(self) -> None:
         """Wait for every user's sleep, then stop the server if this bot started it."""
@@ -108,6 +113,11 @@ class ChatSession:
     def user(self) -> str:
         return self.memory.config.namespace
 
+    @property
+    def thread(self) -> str:
+        """The graph thread of this session, keyed by its user: no id reaches another user's."""
+        return f"{self.user}/{self.thread_id}"
+
     def send(self, text: str, on_sleep: Callable[[dict[str, Any]], None] | None = None) -> Reply:
         """One turn through the graph: recall, answer, record, and sleep if a threshold is reached.
 
@@ -119,8 +129,7 @@ class ChatSession:
         with self._lock:
             before = self.memory.last_report
             answer: AIMessage | None = None
-            # a thread is keyed by its user too: no thread id reaches another user's conversation
-            run = {"configurable": {"user_id": self.user, "thread_id": f"{self.user}/{self.thread_id}"}}
+            run = {"configurable": {"user_id": self.user, "thread_id": self.thread}}
             updates = graph.stream({"messages": [HumanMessage(text)]}, run, stream_mode="updates")
             for update in updates:
                 for node, change in update.items():
@@ -151,10 +160,17 @@ class ChatSession:
             return self.memory.forget(text=text)
 
     def new_session(self) -> str:
-        """A new thread: an empty context, the same memory."""
-        self.thread_id = uuid.uuid4().hex[:8]
-        self._turns = 0
-        return self.thread_id
+        """A new thread: an empty context, the same memory (the old thread's checkpoints are freed)."""
+        with self._lock:
+            self.bot.end_thread(self.thread)
+            self.thread_id = uuid.uuid4().hex[:8]
+            self._turns = 0
+            return self.thread_id
+
+    def end(self) -> None:
+        """Free this session's conversation; its user's memory stays."""
+        with self._lock:
+            self.bot.end_thread(self.thread)
 
     def status(self) -> dict[str, Any]:
         """The memory's status plus this session's thread and turn count."""

@@ -11,6 +11,7 @@ origin, and bodies and messages are bounded.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib.resources import files
@@ -47,14 +48,25 @@ class ForgetIn(UserIn):
 
 
 class Sessions:
-    """One chat session per user, all on one bot: one memory, one graph, one backend."""
+    """One chat session per user, all on one bot: one memory, one graph, one backend.
+
+    At most ``max_sessions`` are kept: the one used longest ago ends (its conversation's
+    checkpoints are freed, its user's memory stays) when another user arrives.
+    """
 
     def __init__(
-        self, config: SleepConfig, backend: ServingBackend | None = None, cycle: SleepCycle | None = None
+        self,
+        config: SleepConfig,
+        backend: ServingBackend | None = None,
+        cycle: SleepCycle | None = None,
+        max_sessions: int = 64,
     ) -> None:
+        if max_sessions < 1:
+            raise ValueError(f"max_sessions={max_sessions}: at least one session must fit")
         self.config = config
         self.bot = ChatBot(config, backend=backend, cycle=cycle)
-        self._sessions: dict[str, ChatSession] = {}
+        self.max_sessions = max_sessions
+        self._sessions: OrderedDict[str, ChatSession] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, user: str) -> ChatSession:
@@ -63,7 +75,14 @@ class Sessions:
         with self._lock:
             if user not in self._sessions:
                 self._sessions[user] = self.bot.session(user)
-            return self._sessions[user]
+            self._sessions.move_to_end(user)
+            session = self._sessions[user]
+            ended = [
+                self._sessions.popitem(last=False)[1] for _ in range(len(self._sessions) - self.max_sessions)
+            ]
+        for old in ended:  # outside the lock: a turn in progress finishes first
+            old.end()
+        return session
 
     def users(self) -> list[str]:
         """Users with a session here or adapters on disk."""
