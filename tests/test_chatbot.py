@@ -101,9 +101,13 @@ def test_the_web_api_chats_per_user_sleeps_and_refuses_bad_input(config, gate_ac
         assert "adapter v1" in slept["slept"][0] and slept["status"]["active_adapter"] == "alice@v1"
         assert client.get("/api/status", params={"user": "bob"}).json()["active_adapter"] is None
         (config.home / "adapters" / '"><img src=x onerror=alert(1)>').mkdir(parents=True)
-        assert client.get("/api/users").json()["users"] == ["alice", "bob"]  # a stray folder is no user
+        assert client.get("/api/users").json()["users"] == [
+            "alice"
+        ]  # a GET made no user; a stray folder is none
+        assert not (config.home / "adapters" / "bob").exists()
         assert "innerHTML" not in client.get("/").text  # the page builds no HTML from what it is sent
         bob = client.post("/api/chat", json={"user": "bob", "text": "my name is quenty"}).json()
+        assert client.get("/api/users").json()["users"] == ["alice", "bob"]
         assert bob["adapter"] == "base" and bob["status"]["episodes"]["pending"] == 1  # not alice's v1
         sessions = app.state.sessions
         alice_s, bob_s = sessions.get("alice"), sessions.get("bob")

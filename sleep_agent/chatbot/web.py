@@ -84,6 +84,13 @@ class Sessions:
             old.end()
         return session
 
+    def peek(self, user: str) -> ChatSession | None:
+        """The user's session if there is one; never creates one (a GET must change nothing)."""
+        if not NAMESPACE_PATTERN.match(user):
+            raise HTTPException(400, f"user {user!r}: use 1-63 letters, digits, '_', '.' or '-'")
+        with self._lock:
+            return self._sessions.get(user)
+
     def users(self) -> list[str]:
         """Users with a session here or adapters on disk."""
         adapters = Path(self.config.home).expanduser() / "adapters"
@@ -127,7 +134,10 @@ def create_app(
 
     @app.get("/api/status")
     def status(user: str) -> dict[str, Any]:
-        return _status(sessions.get(user))
+        """A user this page has never seen gets an empty status: a GET creates no namespace and
+        starts no server (a plain ``<img src>`` on any site can send one)."""
+        known = sessions.peek(user) is not None or user in sessions.users()
+        return _status(sessions.get(user)) if known else _empty_status()
 
     @app.post("/api/chat")
     def chat(body: ChatIn) -> dict[str, Any]:
@@ -187,6 +197,11 @@ def _guarded(call: Any) -> Any:
         raise HTTPException(400, str(e)) from e
     except SleepAgentError as e:
         raise HTTPException(503, str(e)) from e
+
+
+def _empty_status() -> dict[str, Any]:
+    """What the page shows for a user before their first message here."""
+    return {"active_adapter": None, "episodes": {}, "thread_id": "-", "turns": 0, "last_sleep": []}
 
 
 def _status(session: ChatSession) -> dict[str, Any]:
