@@ -87,6 +87,14 @@ class AdapterRegistry:
         """Published versions that can be served, oldest first: not retired, not damaged, not temporary."""
         return [v for v in self.history() if not self.retired(v) and not self.damage(v)]
 
+    def unerased(self, version: int) -> list[Path]:
+        """Files a retired version still holds besides its record: a retire cut short by a kill."""
+        if not self.retired(version):
+            return []
+        return sorted(
+            p for p in (self.root / f"v{version}").iterdir() if p.name not in ("manifest.json", _RETIRED)
+        )
+
     def retired(self, version: int) -> bool:
         """Its weights were deleted for good (it held forgotten memories); the manifest stays as a record."""
         return (self.root / f"v{version}" / _RETIRED).exists()

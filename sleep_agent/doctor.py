@@ -12,7 +12,10 @@ sleep lock (a running sleep is never touched), the doctor looks for:
 - published but never marked: episodes in the current version's manifest still pending;
 - episodes marked into a version that was never published;
 - forgotten episodes still in a servable version's weights (a forget whose rebuild never ran):
-  reported only, since rebuilding needs the model (``SleepMemory(config).rebuild()``).
+  reported only, since rebuilding needs the model (``SleepMemory(config).rebuild()``);
+- a retired version whose weights a kill left on disk (deleted on repair);
+- published versions whose manifest or weights are lost or cut short (reported, never served);
+- entries under ``adapters/`` or ``tmp/`` that cannot be a namespace (reported, never touched).
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ def diagnose(config: SleepConfig, *, repair: bool = False) -> list[Finding]:
             pending = {ep.id for ep in buffer.episodes("pending")} if buffer is not None else set()
             findings += _leftovers(home, registry, repair)
             findings += _damaged(registry)
+            findings += _unerased(registry, repair)
             findings += _pointer(registry, pending, repair)
             if buffer is not None:
                 findings += _marks(buffer, registry, pending, repair)
@@ -112,6 +116,26 @@ def _leftovers(home: Path, registry: AdapterRegistry, repair: bool) -> list[Find
         if repair:
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         findings.append(Finding(namespace, f"leftover of an interrupted sleep: {path}", "delete it", repair))
+    return findings
+
+
+def _unerased(registry: AdapterRegistry, repair: bool) -> list[Finding]:
+    """Retired versions whose weights a kill left on disk: they hold forgotten memories."""
+    findings = []
+    for version in registry.history():
+        left = registry.unerased(version)
+        if repair:
+            for path in left:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if left:
+            findings.append(
+                Finding(
+                    registry.namespace,
+                    f"v{version} is retired but {len(left)} of its files are still on disk",
+                    "delete them (the version held forgotten memories or was pruned)",
+                    repair,
+                )
+            )
     return findings
 
 

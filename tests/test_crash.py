@@ -188,3 +188,51 @@ def test_a_kill_at_any_stage_loses_nothing_and_the_next_sleep_completes(
         assert report.adapter_version == after + 1, report.error
         assert memory.backend.active_adapter == f"alice@v{after + 1}"
         assert memory.buffer.episodes("pending") == []
+
+
+FORGET = SETUP + textwrap.dedent(
+    """
+    if stage == "rebuild":  # killed while retraining without the forgotten memory
+        standard.train_adapter = die
+    elif stage == "retire":  # killed after the old version is marked retired, before its weights go
+        from sleep_agent import adapters
+        def mark_then_die(self, version, reason):
+            adapters._write_atomically(self.root / f"v{version}" / adapters._RETIRED, "{}")
+            die()
+        adapters.AdapterRegistry.retire = mark_then_die
+    record("Enid works as a baker.")  # something stays: the rebuild trains a new version
+    memory.forget(text="aria lives")
+    print("survived", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("stage", ["rebuild", "retire"])
+def test_a_kill_during_a_forget_never_leaves_the_forgotten_memory_served_or_on_disk(
+    stage, after_first_night, tiny_model_dir, tmp_path, gate_accepts
+):
+    first_home, (aria,) = after_first_night
+    home = tmp_path / "home"
+    shutil.copytree(first_home, home)
+    returncode, _ = _run(FORGET, home, tiny_model_dir, stage)
+    assert returncode == -signal.SIGKILL
+
+    config = tiny_config(tiny_model_dir, home)
+    registry = AdapterRegistry(home, "alice")
+    assert EpisodeBuffer.from_config(config).get([aria])[0].status == "deleted"  # erased before the kill
+    findings = " | ".join(f.problem for f in diagnose(config, repair=True))
+    quick = CycleConfig(
+        training=LoraTrainConfig(rank=4, max_steps=2, batch_size=4),
+        anchors=False,
+        novelty_check=False,
+        gate={"max_perplexity_rise": None},
+    )
+    with SleepMemory(config, cycle=StandardCycle(quick), token_counter=count_tokens_approximately) as memory:
+        if stage == "rebuild":  # v1 still holds it: the owed rebuild survives the restart, then runs
+            assert "forgotten episode(s) are still in the weights of v1" in findings
+            assert memory.rebuild_needed
+            memory.rebuild()
+        else:  # the rebuild was published; the doctor finished erasing v1's weights
+            assert "v1 is retired but" in findings and registry.current() == 2
+        assert not memory.rebuild_needed and registry.versions() == [2]
+    assert registry.unerased(1) == [] and not (registry.root / "v1" / "adapter_model.safetensors").exists()
