@@ -572,6 +572,15 @@ class SleepMemory:
             return
         registry = AdapterRegistry(self.config.home, self.config.namespace)
         version = registry.current()
+        if version is not None and version in registry.holders(self.forgotten_in_weights()):
+            # a forget's rebuild never finished (the process was killed): that version holds what the
+            # user erased, so the base model answers until rebuild() serves the version without it
+            log.warning(
+                "%s@v%d holds forgotten memories; serving the base model until rebuild()",
+                self.config.namespace,
+                version,
+            )
+            return
         if version is not None and self._backend is not None:
             self._backend.activate(adapter_name(self.config.namespace, version), registry.path(version))
 

@@ -231,7 +231,9 @@ def test_a_kill_during_a_forget_never_leaves_the_forgotten_memory_served_or_on_d
         if stage == "rebuild":  # v1 still holds it: the owed rebuild survives the restart, then runs
             assert "forgotten episode(s) are still in the weights of v1" in findings
             assert memory.rebuild_needed
+            assert memory.backend.active_for("alice") is None  # not v1, which holds it: the base model
             memory.rebuild()
+            assert memory.backend.active_for("alice") == "alice@v2"
         else:  # the rebuild was published; the doctor finished erasing v1's weights
             assert "v1 is retired but" in findings and registry.current() == 2
         assert not memory.rebuild_needed and registry.versions() == [2]
