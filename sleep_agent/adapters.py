@@ -66,9 +66,9 @@ class Manifest:
             data["format"] = check_format(data.get("format"), str(path))
             known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}  # newer keys are dropped
             return cls(**known)
+        except FormatError:  # a newer release wrote it: its own message says to upgrade
+            raise
         except (OSError, ValueError, TypeError, AttributeError) as e:
-            if isinstance(e, FormatError):
-                raise
             raise AdapterLoadError(
                 f"{path} cannot be read ({type(e).__name__}: {e}); run `sleep-agent doctor` to see what "
                 "to do with that version"
@@ -131,9 +131,13 @@ class AdapterRegistry:
         if not (directory / "manifest.json").is_file():
             raise AdapterLoadError(f"{self.namespace} has no published version {version}")
         _write_atomically(directory / _RETIRED, json.dumps({"at": time.time(), "reason": reason}))
-        for item in directory.iterdir():
-            if item.name not in ("manifest.json", _RETIRED):
-                shutil.rmtree(item) if item.is_dir() else item.unlink()
+        self.erase(version)
+
+    def erase(self, version: int) -> None:
+        """Delete what a retired version still holds besides its record (all of it after ``retire``;
+        what a kill left when ``retire`` was cut short)."""
+        for item in self.unerased(version):
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
 
     def pin(self, version: int, pinned: bool = True) -> None:
         """Keep a version through pruning (``pinned=False`` lets it go again)."""

@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -449,39 +449,37 @@ def _nearest(collection: Collection, vector: Any, k: int, where: dict[str, Any] 
     return [Recalled(_from_record(i, m, d), float(dist)) for i, m, d, dist in rows]
 
 
-def _read_all(collection: Collection, where: dict[str, Any] | None) -> list[Episode]:
-    episodes: list[Episode] = []
+def _pages(
+    collection: Collection, where: dict[str, Any] | None, include: list[str]
+) -> Iterator[dict[str, Any]]:
+    """Every record of ``collection`` matching ``where``, a page at a time (Chroma caps one get)."""
     offset = 0
     while True:
-        page = collection.get(where=where, include=["metadatas", "documents"], limit=_PAGE, offset=offset)
-        episodes += [
-            _from_record(*r) for r in zip(page["ids"], page["metadatas"], page["documents"], strict=True)
-        ]
+        page = collection.get(where=where, include=include, limit=_PAGE, offset=offset)
+        yield page
         if len(page["ids"]) < _PAGE:
-            return episodes
+            return
         offset += _PAGE
+
+
+def _read_all(collection: Collection, where: dict[str, Any] | None) -> list[Episode]:
+    return [
+        _from_record(*r)
+        for page in _pages(collection, where, ["metadatas", "documents"])
+        for r in zip(page["ids"], page["metadatas"], page["documents"], strict=True)
+    ]
 
 
 def _read_documents(collection: Collection, where: dict[str, Any] | None) -> list[tuple[str, str | None]]:
-    found: list[tuple[str, str | None]] = []
-    offset = 0
-    while True:
-        page = collection.get(where=where, include=["documents"], limit=_PAGE, offset=offset)
-        found += zip(page["ids"], page["documents"], strict=True)
-        if len(page["ids"]) < _PAGE:
-            return found
-        offset += _PAGE
+    return [
+        pair
+        for page in _pages(collection, where, ["documents"])
+        for pair in zip(page["ids"], page["documents"], strict=True)
+    ]
 
 
 def _read_metadatas(collection: Collection) -> list[dict[str, Any]]:
-    metas: list[dict[str, Any]] = []
-    offset = 0
-    while True:
-        page = collection.get(include=["metadatas"], limit=_PAGE, offset=offset)
-        metas += page["metadatas"]
-        if len(page["ids"]) < _PAGE:
-            return metas
-        offset += _PAGE
+    return [meta for page in _pages(collection, None, ["metadatas"]) for meta in page["metadatas"]]
 
 
 def _open_client(path: str | Path, url: str | None) -> ClientAPI:

@@ -193,15 +193,9 @@ def web_cmd(
     """A local web chat: pick a user, chat, and watch its memory status, adapter and last sleep."""
     import uvicorn
 
-    from sleep_agent.chatbot.web import LOOPBACK_HOSTS, create_app
+    from sleep_agent.chatbot.web import create_app, hosts_for
 
-    hosts = (
-        LOOPBACK_HOSTS
-        if _loopback(host)
-        else ("*",)
-        if host in ("0.0.0.0", "::")
-        else (*LOOPBACK_HOSTS, host)
-    )
+    hosts = hosts_for(host, _loopback(host))
     if not _loopback(host):
         console.print(
             f"[yellow]warning:[/] --host {host}: the page has no login, so anyone who reaches it can read, "

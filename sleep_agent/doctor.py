@@ -124,9 +124,8 @@ def _unerased(registry: AdapterRegistry, repair: bool) -> list[Finding]:
     findings = []
     for version in registry.history():
         left = registry.unerased(version)
-        if repair:
-            for path in left:
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if left and repair:
+            registry.erase(version)
         if left:
             findings.append(
                 Finding(

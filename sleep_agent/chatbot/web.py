@@ -70,8 +70,7 @@ class Sessions:
         self._lock = threading.Lock()
 
     def get(self, user: str) -> ChatSession:
-        if not NAMESPACE_PATTERN.match(user):
-            raise HTTPException(400, f"user {user!r}: use 1-63 letters, digits, '_', '.' or '-'")
+        _check_user(user)
         with self._lock:
             if user not in self._sessions:
                 self._sessions[user] = self.bot.session(user)
@@ -84,12 +83,10 @@ class Sessions:
             old.end()
         return session
 
-    def peek(self, user: str) -> ChatSession | None:
-        """The user's session if there is one; never creates one (a GET must change nothing)."""
-        if not NAMESPACE_PATTERN.match(user):
-            raise HTTPException(400, f"user {user!r}: use 1-63 letters, digits, '_', '.' or '-'")
-        with self._lock:
-            return self._sessions.get(user)
+    def known(self, user: str) -> bool:
+        """Whether the user has a session here or adapters on disk (asking creates nothing)."""
+        _check_user(user)
+        return user in self.users()
 
     def users(self) -> list[str]:
         """Users with a session here or adapters on disk."""
@@ -136,8 +133,7 @@ def create_app(
     def status(user: str) -> dict[str, Any]:
         """A user this page has never seen gets an empty status: a GET creates no namespace and
         starts no server (a plain ``<img src>`` on any site can send one)."""
-        known = sessions.peek(user) is not None or user in sessions.users()
-        return _status(sessions.get(user)) if known else _empty_status()
+        return _status(sessions.get(user)) if sessions.known(user) else _empty_status()
 
     @app.post("/api/chat")
     def chat(body: ChatIn) -> dict[str, Any]:
@@ -197,6 +193,21 @@ def _guarded(call: Any) -> Any:
         raise HTTPException(400, str(e)) from e
     except SleepAgentError as e:
         raise HTTPException(503, str(e)) from e
+
+
+def _check_user(user: str) -> None:
+    if not NAMESPACE_PATTERN.match(user):
+        raise HTTPException(400, f"user {user!r}: use 1-63 letters, digits, '_', '.' or '-'")
+
+
+def hosts_for(bind: str, loopback: bool) -> tuple[str, ...]:
+    """The ``Host`` names the page accepts when it listens on ``bind``: loopback ones, plus ``bind``
+    itself; every name when it listens on all interfaces (the caller warns)."""
+    if loopback:
+        return LOOPBACK_HOSTS
+    if bind in ("0.0.0.0", "::"):
+        return ("*",)
+    return (*LOOPBACK_HOSTS, bind)
 
 
 def _empty_status() -> dict[str, Any]:

@@ -21,7 +21,7 @@ def create_backend(config: SleepConfig, model_path: str | Path | None = None) ->
         return LocalServer(path, drain_timeout_s=served.drain_timeout_s)
     from sleep_agent.serving.vllm import VLLMServer
 
-    return VLLMServer(path, config=served, log_dir=config.home / "logs")
+    return VLLMServer(path, config=served, log_dir=config.home / "logs", key_dir=config.home / "serving")
 
 
 __all__ = ["AdapterRouter", "ServingBackend", "adapter_name", "create_backend"]

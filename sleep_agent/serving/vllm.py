@@ -247,11 +247,13 @@ class VLLMServer(ServingBackend):
         served_name: str = "base",
         config: ServingConfig | None = None,
         log_dir: str | Path = ".sleep_agent/logs",
+        key_dir: str | Path | None = None,
     ) -> None:
         self.config = config or ServingConfig()
         super().__init__(served_name, drain_timeout_s=self.config.drain_timeout_s)
         self.model_path = Path(model_path)
         self.log_dir = Path(log_dir)
+        self.key_dir = Path(key_dir) if key_dir is not None else self.log_dir.parent / "serving"
         self.log_path: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.base_url = self.config.base_url
@@ -348,7 +350,7 @@ class VLLMServer(ServingBackend):
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.log_dir / f"vllm-{port}.log"
         self.api_key = self.api_key or secrets.token_urlsafe(32)
-        self.key_path = write_key(self.log_dir.parent / "serving" / f"vllm-{port}.key", self.api_key)
+        self.key_path = write_key(self.key_dir / f"vllm-{port}.key", self.api_key)
         env = {
             **os.environ,
             "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",

@@ -475,7 +475,7 @@ def _off_the_old_version(backend, namespace: str) -> None:  # noqa: ANN001
     Routing changes in this process and cannot fail; unloading the old adapter needs the server,
     which may be the thing that is away (it is unloaded at the next activation then).
     """
-    old = backend.router.set_active(None, namespace)
+    old = backend.router.set_active(None, namespace)  # not activate(): it is what failed
     if old is not None:
         try:
             backend.unload_adapter(old, wait=False)
