@@ -190,23 +190,81 @@ def web_cmd(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port of the chat page")] = 8700,
 ) -> None:
-    """A local web chat: pick a user, chat, and watch its memory status, adapter and last sleep."""
+    """A web chat: each user logs in with their token and chats with their own memory.
+
+    With no admin yet, one is made and its login link printed; `sleep-agent web-user add` makes more.
+    """
     import uvicorn
 
+    from sleep_agent.chatbot.access import WebUsers
     from sleep_agent.chatbot.web import create_app, hosts_for
 
     hosts = hosts_for(host, _loopback(host))
     if not _loopback(host):
         console.print(
-            f"[yellow]warning:[/] --host {host}: the page has no login, so anyone who reaches it can read, "
-            "sleep and forget any user's memory" + ("; any Host name is accepted" if hosts == ("*",) else "")
+            f"[yellow]warning:[/] --host {host}: tokens and chat travel unencrypted over plain HTTP; "
+            "put the page behind an HTTPS proxy" + ("; any Host name is accepted" if hosts == ("*",) else "")
         )
+    users = WebUsers(home)
     try:
-        app_ = create_app(_chat_config(model, home, serving, sleep_after, cache_dir), hosts=hosts)
+        first = None if users.has_admin() else users.add("admin", admin=True)
+        app_ = create_app(
+            _chat_config(model, home, serving, sleep_after, cache_dir), hosts=hosts, users=users
+        )
     except (SleepAgentError, ValueError) as exc:
         raise _fail(exc) from exc
-    console.print(f"chat page at http://{host}:{port}/ (Ctrl-C stops it)")
+    url = f"http://{host}:{port}/"
+    console.print(f"chat page at {url} (Ctrl-C stops it)")
+    if first:
+        console.print(f"admin login (shown once): {url}#token={first}")
     uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+web_user_app = typer.Typer(help="Who may log in to the web chat.", no_args_is_help=True)
+app.add_typer(web_user_app, name="web-user")
+
+
+@web_user_app.command("add")
+def web_user_add_cmd(
+    user: Annotated[str, typer.Argument(help="the user's name, which is also their memory's namespace")],
+    admin: Annotated[bool, typer.Option(help="may open every user's memory")] = False,
+    home: Annotated[Path, typer.Option(help="the memory's home directory")] = Path(".sleep_agent"),
+    url: Annotated[
+        str, typer.Option(help="the chat page's address, for the login link")
+    ] = "http://127.0.0.1:8700/",
+) -> None:
+    """Make a token for USER (a new one replaces the old) and print their login link, once."""
+    from sleep_agent.chatbot.access import WebUsers
+
+    try:
+        token = WebUsers(home).add(user, admin=admin)
+    except ValueError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"{url.rstrip('/')}/#token={token}")  # on stdout, for a script to pass on
+    console.print(f"{user}{' (admin)' if admin else ''}: the token is not kept in readable form; pass the link on now")
+
+
+@web_user_app.command("list")
+def web_user_list_cmd(
+    home: Annotated[Path, typer.Option(help="the memory's home directory")] = Path(".sleep_agent"),
+) -> None:
+    """The users who may log in, and which are admins."""
+    from sleep_agent.chatbot.access import WebUsers
+
+    for user, admin in WebUsers(home).listed().items():
+        typer.echo(f"{user}{'  admin' if admin else ''}")
+
+
+@web_user_app.command("remove")
+def web_user_remove_cmd(
+    user: str, home: Annotated[Path, typer.Option(help="the memory's home directory")] = Path(".sleep_agent")
+) -> None:
+    """Revoke USER's token at once; their memory stays."""
+    from sleep_agent.chatbot.access import WebUsers
+
+    if not WebUsers(home).remove(user):
+        raise _fail(SleepAgentError(f"no web user {user!r} under {home}"))
+    console.print(f"removed {user}")
 
 
 adapters_app = typer.Typer(help="Published adapter versions of a namespace.", no_args_is_help=True)

@@ -1,6 +1,6 @@
 """The web chat in headless Chromium: chat, sleep, and a new session answered by the new adapter.
 
-Real parts throughout: the page served by uvicorn, Debian's Chromium driven through chromedriver
+Real parts throughout: the page served by uvicorn, a login by the link a token comes with, Debian's Chromium driven through chromedriver
 (selenium), a real sleep. Two sizes: in CI the tiny test Llama served in-process with a short cycle
 and an accepting gate (the page's whole flow in about a minute); in ``make test-all`` (heavy) the
 default model on vLLM with the real gate, where the new session must answer a preference from the
@@ -45,8 +45,11 @@ def tiny_page(tiny_model_dir, tmp_path, gate_accepts):
 def _page(config, cycle):  # noqa: ANN001, ANN202
     import uvicorn
 
+    from sleep_agent.chatbot.access import WebUsers
     from sleep_agent.chatbot.web import create_app
     from sleep_agent.serving.vllm import free_port
+
+    token = WebUsers(config.home).add("dana")
 
     port = free_port()
     server = uvicorn.Server(
@@ -58,7 +61,7 @@ def _page(config, cycle):  # noqa: ANN001, ANN202
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.1)
     assert server.started, "uvicorn did not start the chat page"
-    yield f"http://127.0.0.1:{port}/"
+    yield f"http://127.0.0.1:{port}/", token
     server.should_exit = True
     thread.join(timeout=120)
 
@@ -101,7 +104,9 @@ def test_chat_sleep_and_a_new_session_answers_a_preference_from_the_weights(defa
     _chat_sleep_and_ask(browser, default_page, "My name is Priya.", "What is my name?", "priya")
 
 
-def _chat_sleep_and_ask(browser, page_url: str, fact: str, question: str, answer_has: str | None) -> None:  # noqa: ANN001
+def _chat_sleep_and_ask(
+    browser, page: tuple[str, str], fact: str, question: str, answer_has: str | None
+) -> None:  # noqa: ANN001
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as seen
     from selenium.webdriver.support.ui import WebDriverWait
@@ -123,22 +128,26 @@ def _chat_sleep_and_ask(browser, page_url: str, fact: str, question: str, answer
         idle()
         return browser.find_elements(By.CSS_SELECTOR, ".msg.bot")[-1].text
 
+    page_url, token = page
     browser.get(page_url)
-    idle(900)  # the page asks for the default user's status first
+    wait(60).until(lambda d: d.find_element(By.ID, "login").is_displayed())  # no token, no memory
+    assert browser.find_element(By.ID, "user").get_attribute("value") == ""
+    browser.get(f"{page_url}#token={token}")  # the link `sleep-agent web-user add` prints
+    wait(60).until(lambda d: d.find_element(By.ID, "user").get_attribute("value") == "dana")
+    idle(900)
+    assert "token" not in browser.current_url  # the token left the address bar
+    assert not browser.find_element(By.ID, "login").is_displayed()
+    assert browser.find_element(By.ID, "user").get_attribute("readonly")  # dana cannot open another's memory
     # a user the page has never seen: looking creates no session, no namespace, starts no model
     assert browser.find_element(By.ID, "session").text == "- (0 turns)"
-    user = browser.find_element(By.ID, "user")
-    user.clear()
-    user.send_keys("dana\n")
-    wait(60).until(lambda d: d.find_element(By.ID, "user").get_attribute("value") == "dana")
-    idle()
     assert browser.find_element(By.ID, "adapter").text == "base model"
 
     say(fact)
     assert "pending 1" in browser.find_element(By.ID, "episodes").text
     browser.find_element(By.ID, "sleep").click()
+    wait(60).until(seen.text_to_be_present_in_element((By.ID, "state"), "sleeping in the background"))
+    idle(5)  # the sleep runs in the background: the page is not held
     wait(1500).until(seen.text_to_be_present_in_element((By.ID, "last-sleep"), "adapter v1"))
-    idle()
     assert browser.find_element(By.ID, "adapter").text == "dana@v1"
     assert f"learned: {fact}" in browser.find_element(By.ID, "last-sleep").text
 

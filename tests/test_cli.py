@@ -70,3 +70,23 @@ def test_adapters_of_an_unknown_namespace_fail_with_a_message(tmp_path):
     result = runner.invoke(app, ["adapters", "list", "-n", "nobody", "--home", str(tmp_path)])
     assert result.exit_code == 1 and "no adapters for namespace 'nobody'" in result.output
     assert not (tmp_path / "adapters").exists()
+
+
+def test_web_user_add_prints_a_login_link_whose_token_logs_in_and_remove_revokes_it(tmp_path):
+    from sleep_agent.chatbot.access import WebUsers
+
+    home = str(tmp_path / "home")
+    added = runner.invoke(app, ["web-user", "add", "alice", "--home", home, "--url", "http://h:1/"])
+    assert added.exit_code == 0
+    token = added.stdout.split("#token=")[1].split()[0]
+    users = WebUsers(home)
+    assert users.login(token).user == "alice" and not users.login(token).admin
+    assert runner.invoke(app, ["web-user", "add", "root", "--admin", "--home", home]).exit_code == 0
+    assert runner.invoke(app, ["web-user", "list", "--home", home]).stdout.split() == ["alice", "root", "admin"]
+    again = runner.invoke(app, ["web-user", "add", "alice", "--home", home])
+    assert users.login(token) is None and again.exit_code == 0  # a new token replaces the old one
+    assert runner.invoke(app, ["web-user", "remove", "alice", "--home", home]).exit_code == 0
+    gone = runner.invoke(app, ["web-user", "remove", "alice", "--home", home])
+    assert gone.exit_code == 1 and "no web user 'alice'" in gone.output
+    bad = runner.invoke(app, ["web-user", "add", "../x", "--home", home])
+    assert bad.exit_code == 1 and "letters, digits" in bad.output

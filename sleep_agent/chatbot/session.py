@@ -9,6 +9,7 @@ so what the bot still knows there comes from its weights and from recall
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections import Counter
@@ -24,6 +25,8 @@ from sleep_agent.config import SleepConfig
 from sleep_agent.nodes import SleepMemory
 from sleep_agent.serving.base import ServingBackend
 from sleep_agent.sleep.cycle import SleepCycle, SleepReport
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PROMPT = "You are a helpful personal assistant. Answer briefly."
 
@@ -91,6 +94,7 @@ class ChatSession:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._turns = 0
+        self._job: threading.Thread | None = None
 
     @classmethod
     def open(
@@ -154,10 +158,43 @@ class ChatSession:
         with self._lock:
             return self.memory.sleep(trigger="requested")
 
-    def forget(self, text: str) -> dict[str, Any]:
-        """Erase every memory mentioning ``text``; the adapter is rebuilt without them."""
+    def sleep_in_background(self) -> bool:
+        """Start a sleep in a thread and return at once; False when one already runs.
+
+        The web page's way to sleep: a sleep takes minutes, and a request worker held that long
+        is one fewer for every other user.
+        """
+        return self.memory.sleep_in_background(trigger="requested")
+
+    def forget(self, text: str, *, background: bool = False) -> dict[str, Any]:
+        """Erase every memory mentioning ``text``; the adapter is rebuilt without them.
+
+        The erasing is done when this returns. With ``background`` the rebuild runs in a thread
+        (after any sleep in progress), and ``rebuilding`` in the result says it started.
+        """
         with self._lock:
-            return self.memory.forget(text=text)
+            if not background:
+                return self.memory.forget(text=text)
+            result = self.memory.forget(text=text, rebuild=False)
+        if result["rebuild_needed"]:
+            result["rebuilding"] = self._start(self.memory.rebuild, "rebuild")
+        return result
+
+    @property
+    def busy(self) -> str | None:
+        """What runs in the background for this user: "sleeping", "rebuilding" or None."""
+        job = self._job
+        if job is not None and job.is_alive():
+            return "rebuilding"
+        return "sleeping" if self.memory.sleeping else None
+
+    def _start(self, work: Callable[[], Any], name: str) -> bool:
+        with self._lock:
+            if self._job is not None and self._job.is_alive():
+                return False
+            self._job = threading.Thread(target=_logged(work), name=f"{name}-{self.user}", daemon=True)
+            self._job.start()
+            return True
 
     def new_session(self) -> str:
         """A new thread: an empty context, the same memory (the old thread's checkpoints are freed)."""
@@ -173,11 +210,21 @@ class ChatSession:
             self.bot.end_thread(self.thread)
 
     def status(self) -> dict[str, Any]:
-        """The memory's status plus this session's thread and turn count."""
-        return {**self.memory.status(), "thread_id": self.thread_id, "turns": self._turns}
+        """The memory's status plus this session's thread, turn count and background work."""
+        return {**self.memory.status(), "thread_id": self.thread_id, "turns": self._turns, "busy": self.busy}
 
     def close(self) -> None:
         self.bot.close()
+
+
+def _logged(work: Callable[[], Any]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            work()
+        except Exception:  # the sleep report holds the error; a thread has no caller to tell
+            log.exception("background work failed")
+
+    return run
 
 
 def describe_sleep(report: SleepReport, memory: SleepMemory | None = None) -> list[str]:

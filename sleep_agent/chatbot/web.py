@@ -1,11 +1,12 @@
 """``sleep-agent web``: a local chat page with a user picker and a memory panel.
 
 One serving backend is shared by every user (each is served only their own adapter); each user
-has one chat session here, and "new session" starts an empty context on the same memory. Meant
-for one person on localhost: there is no login yet, so anyone who can reach the page can act for
-any user. What a web page elsewhere could do through the visitor's browser is refused: requests
+has one chat session here, and "new session" starts an empty context on the same memory. Each
+user logs in with a token of their own and reaches only their own memory; an admin's token reaches
+every user's (``sleep-agent web-user add NAME [--admin]``). What a web page elsewhere could do through the visitor's browser is refused: requests
 must name this host (DNS rebinding), state changes come only as JSON POSTs from this page's own
-origin, and bodies and messages are bounded.
+origin, and bodies and messages are bounded. Sleeps and rebuilds run in the background, so no
+user's sleep holds the workers that answer the others.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
+from sleep_agent.chatbot.access import Login, WebUsers
 from sleep_agent.chatbot.session import ChatBot, ChatSession, describe_sleep
 from sleep_agent.config import NAMESPACE_PATTERN, SleepConfig
 from sleep_agent.errors import SleepAgentError
@@ -31,20 +33,24 @@ from sleep_agent.sleep.cycle import SleepCycle
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 MAX_BODY_BYTES = 64 * 1024
+COOKIE = "sleep_agent_token"
 MAX_MESSAGE_CHARS = 4000  # about 1,000 tokens: a turn must leave the context room to answer
 
 
-class ChatIn(BaseModel):
-    user: str = Field(min_length=1)
-    text: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
-
-
 class UserIn(BaseModel):
-    user: str = Field(min_length=1)
+    user: str | None = Field(None, min_length=1, description="whose memory; default: the one logged in")
+
+
+class ChatIn(UserIn):
+    text: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
 
 
 class ForgetIn(UserIn):
     text: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+
+
+class TokenIn(BaseModel):
+    token: str = Field(min_length=1, max_length=256)
 
 
 class Sessions:
@@ -105,11 +111,16 @@ def create_app(
     backend: ServingBackend | None = None,
     cycle: SleepCycle | None = None,
     hosts: Sequence[str] = LOOPBACK_HOSTS,
+    users: WebUsers | None = None,
 ) -> FastAPI:
     """The chat page and its JSON API; ``backend``: serve through one already started; ``cycle``:
     the sleep cycle of every user's memory (default: the standard one); ``hosts``: the names the
-    page may be reached by (``Host`` and ``Origin``), loopback by default."""
-    sessions = Sessions(config, backend, cycle)
+    page may be reached by (``Host`` and ``Origin``), loopback by default; ``users``: who may log
+    in (default: the tokens kept in ``config.home``)."""
+    users = users or WebUsers(config.home)
+    # a sleep the graph starts runs in the background: a request worker is never held for minutes
+    background = config.policy.model_copy(update={"background": True})
+    sessions = Sessions(config.model_copy(update={"policy": background}), backend, cycle)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -121,45 +132,94 @@ def create_app(
     guard_requests(app, hosts)
     page = files("sleep_agent.chatbot").joinpath("static/index.html").read_text(encoding="utf-8")
 
+    app.state.users = users
+
+    def session_for(login: Login, user: str | None) -> ChatSession:
+        return sessions.get(_whose(login, user))
+
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
         return page
 
+    @app.post("/api/login")
+    def log_in(body: TokenIn, response: Response) -> dict[str, Any]:
+        login = users.login(body.token)
+        if login is None:
+            raise HTTPException(401, "this token is not known here")
+        response.set_cookie(COOKIE, body.token, httponly=True, samesite="strict", max_age=30 * 24 * 3600)
+        return {"user": login.user, "admin": login.admin}
+
+    @app.post("/api/logout")
+    def log_out(response: Response) -> dict[str, Any]:
+        response.delete_cookie(COOKIE, httponly=True, samesite="strict")
+        return {"user": None}
+
+    @app.get("/api/me")
+    def me(login: Who) -> dict[str, Any]:
+        return {"user": login.user, "admin": login.admin}
+
     @app.get("/api/users")
-    def users() -> dict[str, list[str]]:
-        return {"users": sessions.users()}
+    def users_(login: Who) -> dict[str, list[str]]:
+        """Every user for an admin; a user sees only themselves."""
+        return {"users": sessions.users() if login.admin else [login.user]}
 
     @app.get("/api/status")
-    def status(user: str) -> dict[str, Any]:
+    def status(login: Who, user: str | None = None) -> dict[str, Any]:
         """A user this page has never seen gets an empty status: a GET creates no namespace and
-        starts no server (a plain ``<img src>`` on any site can send one)."""
+        starts no server."""
+        user = _whose(login, user)
         return _status(sessions.get(user)) if sessions.known(user) else _empty_status()
 
     @app.post("/api/chat")
-    def chat(body: ChatIn) -> dict[str, Any]:
-        session = sessions.get(body.user)
+    def chat(body: ChatIn, login: Who) -> dict[str, Any]:
+        session = session_for(login, body.user)
         reply = _guarded(lambda: session.send(body.text))
         slept = describe_sleep(reply.slept, session.memory) if reply.slept else None
         return {"text": reply.text, "adapter": reply.adapter, "slept": slept, "status": _status(session)}
 
-    @app.post("/api/sleep")
-    def sleep(body: UserIn) -> dict[str, Any]:
-        session = sessions.get(body.user)
-        report = _guarded(session.sleep)
-        return {"slept": describe_sleep(report, session.memory), "status": _status(session)}
+    @app.post("/api/sleep", status_code=202)
+    def sleep(body: UserIn, login: Who) -> dict[str, Any]:
+        """Starts the sleep and answers at once; the status says ``busy`` until it has finished."""
+        session = session_for(login, body.user)
+        started = _guarded(session.sleep_in_background)
+        return {"started": started, "status": _status(session)}
 
     @app.post("/api/forget")
-    def forget(body: ForgetIn) -> dict[str, Any]:
-        session = sessions.get(body.user)
-        return {"result": _guarded(lambda: session.forget(body.text)), "status": _status(session)}
+    def forget(body: ForgetIn, login: Who) -> dict[str, Any]:
+        """Erases at once; the adapter is rebuilt without the memories in the background."""
+        session = session_for(login, body.user)
+        result = _guarded(lambda: session.forget(body.text, background=True))
+        return {"result": result, "status": _status(session)}
 
     @app.post("/api/new")
-    def new(body: UserIn) -> dict[str, Any]:
-        session = sessions.get(body.user)
+    def new(body: UserIn, login: Who) -> dict[str, Any]:
+        session = session_for(login, body.user)
         session.new_session()
         return {"status": _status(session)}
 
     return app
+
+
+def logged_in(request: Request) -> Login:
+    """The request's user, from the login cookie or an ``Authorization: Bearer`` header."""
+    header = request.headers.get("authorization", "")
+    token = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE)
+    login = request.app.state.users.login(token)
+    if login is None:
+        raise HTTPException(401, "log in with your token (`sleep-agent web-user add NAME` makes one)")
+    return login
+
+
+Who = Annotated[Login, Depends(logged_in)]
+
+
+def _whose(login: Login, user: str | None) -> str:
+    """The memory a request names (its own by default), if the login may reach it."""
+    user = user or login.user
+    _check_user(user)
+    if not login.may_act_for(user):
+        raise HTTPException(403, f"{login.user!r} may reach only their own memory, not {user!r}")
+    return user
 
 
 def guard_requests(app: FastAPI, hosts: Sequence[str]) -> None:
@@ -171,6 +231,8 @@ def guard_requests(app: FastAPI, hosts: Sequence[str]) -> None:
     from starlette.middleware.trustedhost import TrustedHostMiddleware
 
     allowed = {h.strip("[]") for h in hosts}
+    # innermost (added first): FastAPI reads the body through it and answers its 413
+    app.add_middleware(BoundedBody, limit=MAX_BODY_BYTES)
 
     @app.middleware("http")
     async def same_origin_and_bounded(request: Request, call_next: Any) -> Any:
@@ -178,12 +240,49 @@ def guard_requests(app: FastAPI, hosts: Sequence[str]) -> None:
             origin = request.headers.get("origin")
             if origin is not None and (urlsplit(origin).hostname or "") not in allowed and "*" not in allowed:
                 return JSONResponse({"detail": f"requests from {origin} are refused"}, status_code=403)
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return JSONResponse({"detail": f"bodies are limited to {MAX_BODY_BYTES} bytes"}, status_code=413)
         return await call_next(request)
 
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=sorted({*hosts, *allowed}))
+
+
+class _TooLarge(HTTPException):
+    """An HTTP error, so that FastAPI, which reads the body, answers 413 rather than 400."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"bodies are limited to {limit} bytes")
+
+
+class BoundedBody:
+    """ASGI middleware: a body over ``limit`` bytes gets 413, whether its ``Content-Length`` says
+    so or it comes in chunks without one (counted as it is read, never held whole)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return await self._refuse(scope, receive, send)
+        seen = 0
+
+        async def counted() -> dict[str, Any]:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge(self.limit)
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        detail = {"detail": f"bodies are limited to {self.limit} bytes"}
+        await JSONResponse(detail, status_code=413)(scope, receive, send)
 
 
 def _guarded(call: Any) -> Any:
@@ -212,7 +311,14 @@ def hosts_for(bind: str, loopback: bool) -> tuple[str, ...]:
 
 def _empty_status() -> dict[str, Any]:
     """What the page shows for a user before their first message here."""
-    return {"active_adapter": None, "episodes": {}, "thread_id": "-", "turns": 0, "last_sleep": []}
+    return {
+        "active_adapter": None,
+        "episodes": {},
+        "thread_id": "-",
+        "turns": 0,
+        "busy": None,
+        "last_sleep": [],
+    }
 
 
 def _status(session: ChatSession) -> dict[str, Any]:
