@@ -30,6 +30,7 @@ from sleep_agent.episodes import (
 )
 from sleep_agent.errors import BufferUnavailableError, InvalidEpisodeError
 from sleep_agent.formats import FORMAT, check_format
+from sleep_agent.scrub import scrub
 from sleep_agent.text import fold
 
 if TYPE_CHECKING:
@@ -121,6 +122,8 @@ class EpisodeBuffer:
         self.max_episode_tokens = max_episode_tokens
         self.token_counter = token_counter
         self.location = url or str(path)
+        # the embedded database's file, where forgotten text is scrubbed (a server keeps its own)
+        self._database = None if url else Path(path).expanduser().resolve() / "chroma.sqlite3"
         self._embed = MiniLMEmbedding()
         self._lock = threading.RLock()  # moves between collections must not interleave
         self._client = _open_client(path, url)
@@ -267,7 +270,11 @@ class EpisodeBuffer:
         return len(stored)
 
     def delete(self, ids: Sequence[str], *, reason: str | None = None) -> int:
-        """Forget episodes: their text and embedding are erased, their id and history stay."""
+        """Forget episodes: their text and embedding are erased, their id and history stay.
+
+        In the embedded database the text is also scrubbed from Chroma's write queue and from the
+        pages SQLite freed (``scrub``), so no file under the home holds it afterwards.
+        """
         with self._lock:
             stored = self._load(ids)
             if not stored:
@@ -284,6 +291,8 @@ class EpisodeBuffer:
                     }
                 )
                 self._put(ep, erased, blank)
+            if self._database is not None:
+                scrub(self._database, [ep.id for ep, _ in stored])
         return len(stored)
 
     def _put(self, old: Episode, new: Episode, embedding: Any) -> None:

@@ -146,3 +146,39 @@ def test_an_episode_learned_only_by_replay_is_in_the_manifest_and_forgetting_it_
     assert result["rebuilt_version"] == 3 and not result["rebuild_needed"]
     assert registry.manifest(3).episodes == [lima]
     assert registry.versions() == [3]  # v1 and v2 both held oslo: their weights are gone
+
+
+def files_holding(root, needle: str) -> list[str]:  # noqa: ANN001
+    """Every file under ``root`` whose bytes hold ``needle`` (UTF-8, any case)."""
+    found = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        data = path.read_bytes().lower()
+        if needle.lower().encode() in data:
+            found.append(str(path.relative_to(root)))
+    return found
+
+
+def test_after_a_forget_the_text_is_in_no_file_under_the_home(memory):
+    secret = "Quillfeather Lane"
+    memory.buffer.record([("user", f"I moved to 12 {secret} last spring.")])
+    memory.buffer.record([("user", "Enid works as a baker.")])
+    assert memory.sleep().adapter_version == 1
+    for i in range(5):  # later writes: the secret is not the last thing Chroma logged
+        memory.buffer.record([("user", f"Note {i}: the meeting moved to room {i}.")])
+    home = memory.config.home
+    assert files_holding(home, secret)  # it was on disk: the check can see it
+
+    memory.forget(text=secret)
+    assert files_holding(home, secret) == []
+    counts = memory.buffer.counts()
+    assert counts["deleted"] == 1 and sum(counts.values()) == 7  # nothing else was lost
+    memory.buffer.record([("user", "Enid moved to Lisbon.")])  # the database works on after the scrub
+    assert "Lisbon" in memory.buffer.query("Where did Enid move?", k=1)[0].episode.text
+    memory.close()
+    with SleepMemory(
+        memory.config, cycle=StandardCycle(QUICK), token_counter=count_tokens_approximately
+    ) as again:
+        assert (
+            sum(again.buffer.counts().values()) == 8
+            and again.buffer.find_ids(secret, include_deleted=True) == []
+        )
