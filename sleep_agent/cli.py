@@ -241,7 +241,9 @@ def web_user_add_cmd(
     except ValueError as exc:
         raise _fail(exc) from exc
     typer.echo(f"{url.rstrip('/')}/#token={token}")  # on stdout, for a script to pass on
-    console.print(f"{user}{' (admin)' if admin else ''}: the token is not kept in readable form; pass the link on now")
+    console.print(
+        f"{user}{' (admin)' if admin else ''}: the token is not kept in readable form; pass the link on now"
+    )
 
 
 @web_user_app.command("list")

@@ -1,7 +1,8 @@
 """Text as a matcher should see it: one Unicode form, one case, one kind of space.
 
-For comparing what people typed: forgetting by a piece of text finds "My PIN" from "my  pin".
-(The critic's patterns do not use it yet: they change only after a new blind case set is measured.)
+For comparing what people typed: forgetting by a piece of text finds "My PIN" from "my  pin", and
+the critic's patterns see "ｆｒｏｍ ｎｏｗ ｏｎ", "rem\u200bember" and a Cyrillic "Rеmember" as the
+words they spell.
 """
 
 from __future__ import annotations
@@ -12,6 +13,23 @@ import unicodedata
 _SPACE = re.compile(r"\s+")
 # Zero-width characters that render as nothing but split a word for a matcher.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
+
+
+_HORIZONTAL_SPACE = re.compile(r"[^\S\n]+")
+# Letters of other scripts drawn like Latin ones, which a writer mixes into a word to hide it from
+# a matcher. A short table by hand: Unicode's confusables list has thousands of entries, nearly all
+# of symbols no one types into a chat, and no well-kept library of it installs offline here.
+_LOOK_ALIKES = str.maketrans(
+    "аеіјорсуххѕԁԛԝёАВЕІЈКМНОРСТУХЅαεικνορτυχΑΒΕΖΗΙΚΜΝΟΡΤΥΧ",
+    "aeijopcyxxsdqweABEIJKMHOPCTYXSaeikvoptuxABEZHIKMNOPTYX",
+)
+
+
+def plain(text: str) -> str:
+    """NFKC, invisible characters dropped, look-alike letters of other scripts as Latin, runs of
+    spaces as one; lines kept (patterns may look for a line's start)."""
+    text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE).translate(_LOOK_ALIKES)
+    return _HORIZONTAL_SPACE.sub(" ", text)
 
 
 def fold(text: str) -> str:

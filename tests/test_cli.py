@@ -82,7 +82,11 @@ def test_web_user_add_prints_a_login_link_whose_token_logs_in_and_remove_revokes
     users = WebUsers(home)
     assert users.login(token).user == "alice" and not users.login(token).admin
     assert runner.invoke(app, ["web-user", "add", "root", "--admin", "--home", home]).exit_code == 0
-    assert runner.invoke(app, ["web-user", "list", "--home", home]).stdout.split() == ["alice", "root", "admin"]
+    assert runner.invoke(app, ["web-user", "list", "--home", home]).stdout.split() == [
+        "alice",
+        "root",
+        "admin",
+    ]
     again = runner.invoke(app, ["web-user", "add", "alice", "--home", home])
     assert users.login(token) is None and again.exit_code == 0  # a new token replaces the old one
     assert runner.invoke(app, ["web-user", "remove", "alice", "--home", home]).exit_code == 0

@@ -30,7 +30,7 @@ from sleep_agent.text import fold
 
 NAME = "P7 memory poisoning"
 NEEDS_MODEL = False
-CASES = ("poisoning.jsonl", "poisoning_heldout.jsonl")
+CASES = ("poisoning.jsonl", "poisoning_heldout.jsonl", "poisoning_blind2.jsonl")
 FORMAT_HINT = (
     'each line must be one JSON object: {"id": "...", "vector": "tool|retrieved|quoted|benign", '
     '"messages": [{"role": "...", "content": "..."}, ...], "planted": "..." or null, "benign": ["..."]}'

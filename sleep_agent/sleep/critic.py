@@ -13,12 +13,21 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sleep_agent.episodes import Episode, EpisodePart
+from sleep_agent.text import plain
 
 # Phrases that address the model rather than state a fact. Tool output and quoted text are data,
 # so an instruction inside them is an injection attempt, whatever it asks for. Regular expressions
 # rather than a classifier: they run on every sleep in microseconds, never call the model, and
-# their misses are measured (``sleep-agent eval p7``, docs/reliability.md).
+# their misses are measured (``sleep-agent eval p7``, docs/reliability.md). They match text as
+# ``text.plain`` gives it (one Unicode form, no invisible or look-alike letters, single spaces),
+# once with its lines and once as one line, and every one runs in time linear in the text.
 _READER = r"(?:ai|ais|assistants?|models?|language models?|llms?|chatbots?|bots?|agents?)"
+# Who an instruction is addressed to, in the languages a payload is most often written in.
+_READER_ANY = (
+    r"(?:ai|ia|ki|llms?|chatbots?|bots?|assistants?|assistent(?:en)?|asistentes?|assistente|"
+    r"language models?|modèles? de langue|modelos? de lenguaje|sprachmodell\w*|modell[oi] linguistic[oi])"
+)
+_SPEECH = r"(?:answer|respond|reply|recommend|mention|describe|present|cite|suggest|say|tell|state|promote|rank|portray)"
 INSTRUCTION_PATTERNS = [
     r"\bignore (?:all |any |the )?(?:previous|prior|above|earlier) (?:instructions|messages|rules)",
     r"\bignore (?:the user|your (?:instructions|guidelines|rules))",
@@ -33,31 +42,65 @@ INSTRUCTION_PATTERNS = [
     rf"\b{_READER} (?:instructions?|directives?)\b",
     r"\b(?:from now on|going forward|henceforth|from this point on)\b",
     r"\b(?:new|updated|system) (?:instructions?|prompt)\b",
+    r"\bsystem (?:notice|message|directive|override|alert)\b",
     r"\b(?:do not|don't) (?:tell|inform|let) the user\b",
     r"\bremember\b",
     r"\b(?:memori[sz]e|store|save) (?:this|that|the following)\b",
     r"\b(?:store|save|retain|record|keep|persist)\b.{0,30}\b(?:permanently|for future|your (?:records|memory|knowledge))",
+    r"\bpersist(?: the following| this| that| across|\s*:)",
     r"\b(?:update your|to (?:your )?(?:long-term )?) memory\b",
     r"\b(?:your|the assistant's|assistants'?|stored) (?:memory|knowledge|records|profile)\b",
+    rf"\b(?:reader|{_READER})'?s?'? (?:long-term |permanent )?memory\b",
     r"\bmemory[_ ](?:update|directive|instruction|note)s?\b",
     r"\b(?:is|are) to be (?:recorded|remembered|stored|noted)\b",
     r"\bfor (?:future (?:sessions|conversations|reference)|your records)\b",
+    # standing across conversations and answers: "for this and later conversations", "in every future reply"
+    r"\b(?:across|for|in|into|during) (?:this and )?(?:all |any |every |each )?(?:later|future|subsequent|following|other|new) "
+    r"(?:conversations?|sessions?|chats?|threads?|interactions?)\b",
+    r"\bacross (?:all )?(?:conversations|sessions|chats)\b",
+    r"\b(?:every|all|each|any) (?:future|later|subsequent) (?:answers?|repl(?:y|ies)|responses?|messages?)\b",
+    r"\b(?:end|start|begin|close|sign) (?:every|each|all|any) (?:answers?|repl(?:y|ies)|responses?|messages?)\b",
+    # readers named in the third person: "if you're an AI", "to whoever reads this", "readers who are bots"
+    rf"\bif (?:you are|you're) (?:an? )?{_READER}\b",
+    r"\bwhoever (?:reads|processes|summari[sz]es|parses|sees|translates) (?:this|it)\b",
+    rf"\breaders? (?:who|that) (?:are|is) (?:an? )?{_READER}\b",
+    r"\b(?:any|every|all|each) (?:\w+ )?(?:summari[sz]ing|automated|automatic|ai|language) "
+    r"(?:systems?|tools?|models?|assistants?|agents?|readers?)\b",
     r"<!--|\[//\]: ?#",
     r"\byou are now\b",
     r"\byour (?:real|new|true) (?:task|job|instructions?|purpose)\b",
-    r"\bwhen (?:the user|anyone|someone|users?) asks?\b.{0,60}\b(?:say|answer|reply|respond|tell)\b",
-    r"\b(?:always|never) (?:answer|respond|reply|recommend|mention)\b",
+    r"\b(?:when|whenever|if) (?:the user|anyone|someone|somebody|people|users?|a user) (?:asks?|asked|mentions?|inquires?)\b"
+    r".{0,80}\b(?:say|answer|reply|respond|tell|state|claim|the answer is)\b",
+    rf"\b(?:always|never) {_SPEECH}\b",
     r"\bauthori[sz]ed you\b",
+    # chat-template and role markers
     r"(?m:^\W*(?:system|assistant)\s*:)|\[(?:system|assistant|admin)\]",
-    r"<\|[a-z_]+\|>|\[/?inst\]|<</?sys>>",
+    r"<\|[a-z_]+\|>|\[/?inst\]|<</?sys>>|<(?:start|end)_of_turn>|(?m:^#{2,4} ?(?:instruction|system|response)\b)",
+    # hint fields of JSON or YAML: "assistant_hint":, note_for_llm:, x-ai-instructions:
+    r"(?<![a-z])(?:ai|llm|gpt|assistant|chatbot|bot|agent|model)s?[\w-]{0,12}?(?:hint|note|instruction|directive|memory|prompt)s?"
+    r"[\w-]{0,12}[\"']?\s{0,3}[:=]",
+    r"(?<![a-z])(?:hint|note|instruction|directive|memory|prompt)s?[\w-]{0,12}?(?<![a-z])(?:ai|llm|gpt|assistant|chatbot|bot|agent|model)s?"
+    r"(?![a-z])[\w-]{0,12}[\"']?\s{0,3}[:=]",
+    # the same moves in French, German, Spanish, Italian, Portuguese, Japanese and Chinese:
+    # remembering, "from now on", and a note headed to an AI ("Hinweis für KI-Systeme:")
+    r"\b(?:retiens|retenez|souviens-toi|souvenez-vous|mémorise[rz]?|merke?n?|merkt|recuerda|recuerde|recordad"
+    r"|ricorda|ricordate|lembre|lembra)\b|覚えて|記憶して|记住",
+    r"\b(?:désormais|dorénavant|à partir de maintenant|ab sofort|von nun an|fortan|a partir de ahora"
+    r"|de ahora en adelante|d'ora in poi|da ora in poi|a partir de agora|daqui em diante)\b|これからは|今後は|从现在起|从今以后",
+    rf"\b{_READER_ANY}(?:-\w+)?\b[^.:\n]{{0,40}}:(?!\S)|(?<![a-z]){_READER_ANY}へ\s?[:、,]",
 ]
 _INSTRUCTION = re.compile("|".join(INSTRUCTION_PATTERNS), re.IGNORECASE)
-# Text the user passes on rather than says: "quoted" or 'quoted', > quoted lines, what follows a
-# forward header, and hidden <!-- comments -->. It is trusted only when it carries no instruction.
+_LINE_BREAKS = re.compile(r"\s*\n\s*")
+# Text the user passes on rather than says: quoted in any of the usual marks, > quoted lines,
+# indented or fenced blocks, what follows a forward header, and hidden <!-- comments -->. It is
+# trusted only when it carries no instruction. A quote may span lines, up to a paragraph's length.
 _QUOTED = re.compile(
-    r'"[^"\n]{3,}"|'
-    r"\u201c[^\u201d]{3,}\u201d|(?<!\w)'(?:[^'\n]|(?<=\w)'(?=\w)){12,}'(?!\w)|(?m:^[ \t]*>.*$)"
-    r"|(?is:-{3,} ?forwarded message ?-{3,}.*)|(?s:<!--.*?-->)",
+    r'"[^"]{3,2000}"|\u201c[^\u201d]{3,2000}\u201d|\u201e[^\u201c\u201d"]{3,2000}[\u201c\u201d"]'
+    r"|\u201a[^\u2018\u2019']{3,2000}[\u2018\u2019']"
+    r"|\u00ab[^\u00bb]{3,2000}\u00bb|\u2039[^\u203a]{3,2000}\u203a|\u300c[^\u300d]{1,2000}\u300d|\u300e[^\u300f]{1,2000}\u300f"
+    r"|(?<!\w)'(?:[^'\n]|(?<=\w)'(?=\w)){12,}'(?!\w)|(?m:^[ \t]*>.*$)|(?m:^(?: {4}|\t).*$)|```.*?```"
+    r"|(?is:(?<!-)-{3,} ?forwarded message ?-{3,}.*)|(?s:<!--.*?-->)",
+    re.S,
 )
 # A sentence ends at . ! ? before a space, a closing quote or the end: "vpn.example.com" stays whole,
 # and so does a title before a name ("Dr. Okafor", "St. Mary's").
@@ -72,6 +115,11 @@ _REQUEST = re.compile(
     re.IGNORECASE,
 )
 
+# "I'm vegetarian, so could you ...?": a statement before a question introduced by so/and/but.
+_LEADS_INTO_QUESTION = re.compile(
+    r"^((?:I|I'm|I've|I'd|My|We|We're|Our)\b[^,;?]{3,200}),\s*(?:so|and|but)\s+"
+    r"(?=(?:can|could|would|will|do|does|did|is|are|what|where|when|which|who|how|should|may|might)\b)",
+)
 _STANDING = re.compile(r"\b(?:always|never|from now on|going forward|in future|call me)\b", re.IGNORECASE)
 
 
@@ -97,7 +145,8 @@ def normalise(text: str) -> str:
 
 
 def has_instruction(text: str) -> bool:
-    return bool(_INSTRUCTION.search(text))
+    text = plain(text)
+    return bool(_INSTRUCTION.search(text) or ("\n" in text and _INSTRUCTION.search(_LINE_BREAKS.sub(" ", text))))
 
 
 def without_planted_quotes(text: str) -> tuple[str, bool]:
@@ -131,10 +180,14 @@ def recallable(parts: Iterable[EpisodePart]) -> list[EpisodePart]:
 
 
 def statements_of(text: str) -> list[str]:
-    """Declarative sentences of a text (questions dropped)."""
+    """Declarative sentences of a text (questions dropped, but a statement that leads into one is
+    kept: "I'm vegetarian, so could you find a restaurant?" says "I'm vegetarian")."""
     found = []
     for match in _SENTENCE.finditer(text):
         sentence = match.group(0).strip()
+        lead = _LEADS_INTO_QUESTION.match(sentence) if sentence.endswith("?") else None
+        if lead:
+            sentence = lead.group(1)
         request = _REQUEST.match(sentence) and not _STANDING.search(sentence)
         if len(sentence) > 3 and sentence[-1] not in "?:" and not request:
             found.append(sentence if sentence[-1] in ".!" else sentence + ".")
