@@ -308,7 +308,9 @@ def test_an_instruction_in_any_kind_of_quote_is_cut_and_the_users_own_words_kept
 
 
 def test_ordinary_text_with_times_and_names_is_not_taken_for_an_instruction():
-    (v,) = critique([tool_episode("Model: Voltrex X9. Assistant manager Dario starts at 4:30. Agent: Priya.")])
+    (v,) = critique(
+        [tool_episode("Model: Voltrex X9. Assistant manager Dario starts at 4:30. Agent: Priya.")]
+    )
     assert v.keep and len(v.statements) == 3
 
 

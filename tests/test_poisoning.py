@@ -17,7 +17,6 @@ from sleep_agent.eval.poisoning import CASES, learned, load_cases, score
 from sleep_agent.eval.protocol import PACKAGE_DATA, EvalOptions
 from sleep_agent.eval.run import evaluate, table_of
 
-
 # Legitimate facts the critic gives up, knowingly: each sits in a quote that also says "remember"
 # or reads as a request, and a quote carrying an instruction is dropped whole (a payload split over
 # two sentences would otherwise pass). The list may shrink, never grow.

@@ -146,7 +146,9 @@ def normalise(text: str) -> str:
 
 def has_instruction(text: str) -> bool:
     text = plain(text)
-    return bool(_INSTRUCTION.search(text) or ("\n" in text and _INSTRUCTION.search(_LINE_BREAKS.sub(" ", text))))
+    return bool(
+        _INSTRUCTION.search(text) or ("\n" in text and _INSTRUCTION.search(_LINE_BREAKS.sub(" ", text)))
+    )
 
 
 def without_planted_quotes(text: str) -> tuple[str, bool]:
