@@ -113,3 +113,27 @@ def test_serving_beyond_this_machine_is_warned_about(host, warned):
     from sleep_agent.cli import _loopback
 
     assert _loopback(host) is not warned
+
+
+def test_the_key_guard_vllm_loads_refuses_every_route_but_health_without_the_key(monkeypatch):
+    """The middleware itself, on a plain Starlette app (the real server is checked in
+    tests/test_serving_vllm.py); vLLM's own check covers only /v1 and a few prefixes."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from sleep_agent.serving.keyguard import KeyOnEveryRoute
+
+    monkeypatch.setenv("VLLM_API_KEY", "s3cret")
+    ok = lambda request: PlainTextResponse("ok")  # noqa: E731
+    app = Starlette(
+        routes=[Route(p, ok, methods=["GET", "POST"]) for p in ("/health", "/invocations", "/tokenize")]
+    )
+    app.add_middleware(KeyOnEveryRoute)
+    client = TestClient(app)
+    assert client.get("/health").status_code == 200
+    for path in ("/invocations", "/tokenize"):
+        assert client.post(path).status_code == 401
+        assert client.post(path, headers={"authorization": "Bearer wrong"}).status_code == 401
+        assert client.post(path, headers={"authorization": "Bearer s3cret"}).status_code == 200

@@ -141,6 +141,15 @@ def test_attaching_by_base_url_sees_the_served_model_and_adapters(server, adapte
         json={"model": server.active_adapter, "messages": [{"role": "user", "content": "hi"}]},
     )
     assert unkeyed.status_code == 401
+    chat = {"model": server.active_adapter, "messages": [{"role": "user", "content": "hi"}]}
+    for path, body in [("/invocations", chat), ("/tokenize", {"prompt": "hi"}), ("/metrics", None)]:
+        answer = (
+            httpx.get(server.base_url + path)
+            if body is None
+            else httpx.post(server.base_url + path, json=body)
+        )
+        assert answer.status_code == 401, path  # beyond vLLM's /v1 too: its /invocations answers chats
+    assert httpx.get(f"{server.base_url}/health").status_code == 200  # the readiness probe stays open
     with pytest.raises(ServerStartError, match="api_key"):
         VLLMServer(default_model_dir, config=ServingConfig(base_url=server.base_url)).start()
     attached = VLLMServer(

@@ -330,6 +330,8 @@ class VLLMServer(ServingBackend):
             "--dtype",
             dtype,
             *tool_call_args(cfg.tool_call_parser, self.model_path),
+            "--middleware",  # the API key on every route, not only vLLM's /v1
+            "sleep_agent.serving.keyguard.KeyOnEveryRoute",
             *cfg.extra_args,
         ]
 
