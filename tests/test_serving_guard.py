@@ -18,10 +18,12 @@ from pathlib import Path
 import pytest
 
 # The owner starts the guarded "server" exactly as VLLMServer._spawn does, prints the group id and
-# waits to be killed.
+# waits to be killed. It takes Ctrl-C as an interactive program does: under a shell's background
+# job (`make test &`) a process starts with SIGINT ignored, and would outlive the test's SIGINT.
 OWNER = textwrap.dedent(
     """
-    import subprocess, sys, time
+    import signal, subprocess, sys, time
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from sleep_agent.serving.vllm import GUARD_MODULE
     server = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); time.sleep(600)"
     proc = subprocess.Popen(
