@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -30,7 +31,7 @@ from sleep_agent.episodes import (
 )
 from sleep_agent.errors import BufferUnavailableError, InvalidEpisodeError
 from sleep_agent.formats import FORMAT, check_format
-from sleep_agent.scrub import scrub
+from sleep_agent.scrub import ScrubError, scrub
 from sleep_agent.text import fold
 
 if TYPE_CHECKING:
@@ -125,7 +126,9 @@ class EpisodeBuffer:
         # the embedded database's file, where forgotten text is scrubbed (a server keeps its own)
         self._database = None if url else Path(path).expanduser().resolve() / "chroma.sqlite3"
         self._embed = MiniLMEmbedding()
-        self._lock = threading.RLock()  # moves between collections must not interleave
+        # Moves between collections must not interleave, and no write of any namespace may run
+        # while a forget scrubs the shared database file: one lock per database.
+        self._lock = _database_lock(url or str(self._database))
         self._client = _open_client(path, url)
         self._pending = self._open_collection(PENDING_PREFIX)
         self._archive = self._open_collection(ARCHIVE_PREFIX)
@@ -292,7 +295,10 @@ class EpisodeBuffer:
                 )
                 self._put(ep, erased, blank)
             if self._database is not None:
-                scrub(self._database, [ep.id for ep, _ in stored])
+                try:
+                    scrub(self._database, [ep.id for ep, _ in stored])
+                except (ScrubError, subprocess.TimeoutExpired) as e:  # erased from every collection all the same
+                    log.error("the forgotten text may remain in %s until the next forget: %s", self._database, e)
         return len(stored)
 
     def _put(self, old: Episode, new: Episode, embedding: Any) -> None:
@@ -489,6 +495,15 @@ def _read_documents(collection: Collection, where: dict[str, Any] | None) -> lis
 
 def _read_metadatas(collection: Collection) -> list[dict[str, Any]]:
     return [meta for page in _pages(collection, None, ["metadatas"]) for meta in page["metadatas"]]
+
+
+_LOCKS: dict[str, threading.RLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _database_lock(location: str) -> threading.RLock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(location, threading.RLock())
 
 
 def _open_client(path: str | Path, url: str | None) -> ClientAPI:

@@ -10,12 +10,20 @@ prunes what the index has saved), so this is written here against its documented
    so a replay of the queue rebuilds the same, erased state;
 2. the full-text index is merged (``optimize``), which drops deleted entries;
 3. ``VACUUM`` rewrites the file without the freed pages.
+
+It runs in a child process. Chroma reaches the file through a SQLite of its own, and two SQLite
+libraries in one process do not see each other's locks (closing one's descriptor drops the
+other's POSIX locks), so writing from this process's ``sqlite3`` beside Chroma can corrupt the
+database; between processes the locks hold. Callers hold the database's write lock meanwhile.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,11 +32,29 @@ log = logging.getLogger(__name__)
 FULLTEXT = "embedding_fulltext_search"
 
 
-def scrub(database: Path, ids: Sequence[str]) -> int:
-    """Erase what ``ids`` held from the queue and free pages of ``database``; returns the queued
-    writes rewritten. The ids' last writes must already be the erasure."""
+class ScrubError(RuntimeError):
+    """The scrub did not finish; the text may remain in the database file until the next one."""
+
+
+def scrub(database: Path, ids: Sequence[str], *, timeout_s: float = 300) -> int:
+    """Erase what ``ids`` held from the queue and free pages of ``database`` (in a child process);
+    returns the queued writes rewritten. The ids' last writes must already be the erasure."""
     if not ids or not database.exists():
         return 0
+    done = subprocess.run(
+        [sys.executable, "-m", __name__, str(database)],
+        input=json.dumps(list(ids)),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+    if done.returncode != 0:
+        raise ScrubError(f"scrubbing {database} failed: {done.stderr.strip()[-500:]}")
+    return int(done.stdout.strip() or 0)
+
+
+def scrub_here(database: Path, ids: Sequence[str]) -> int:
+    """The scrub itself: only in a process that has no Chroma client open on ``database``."""
     con = sqlite3.connect(database, timeout=60, isolation_level=None)
     try:
         rewritten = _rewrite_queue(con, ids)
@@ -69,3 +95,7 @@ def _rewrite_queue(con: sqlite3.Connection, ids: Sequence[str]) -> int:
 
 def _has_table(con: sqlite3.Connection, name: str) -> bool:
     return con.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
+
+
+if __name__ == "__main__":
+    print(scrub_here(Path(sys.argv[1]), json.loads(sys.stdin.read())))

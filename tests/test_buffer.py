@@ -182,6 +182,37 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_forgetting_while_another_namespace_records_keeps_the_shared_database_whole(tmp_path: Path):
+    """Every forget scrubs the database file that all namespaces share (a child process rewrites
+    it): another user's writes meanwhile must neither be lost nor corrupt it."""
+    alice = EpisodeBuffer("alice", path=tmp_path / "chroma")
+    bob = EpisodeBuffer("bob", path=tmp_path / "chroma")
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for i in range(40):
+                bob.record([("user", f"bob's note {i}")])
+        except BaseException as e:  # collected and asserted below
+            errors.append(e)
+
+    secrets = [alice.record([("user", f"Alice's locker code is {1000 + i}.")]).id for i in range(6)]
+    writer = threading.Thread(target=write)
+    writer.start()
+    for secret in secrets:
+        alice.delete([secret])
+    writer.join()
+    assert errors == [] and len(bob) == 40 and alice.counts()["deleted"] == 6
+    check = "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('PRAGMA integrity_check').fetchone()[0])"
+    verdict = subprocess.run(
+        [sys.executable, "-c", check, str(tmp_path / "chroma" / "chroma.sqlite3")],
+        capture_output=True,
+        text=True,
+    )
+    assert verdict.stdout.strip() == "ok"
+    assert b"locker code" not in (tmp_path / "chroma" / "chroma.sqlite3").read_bytes()
+
+
 @pytest.fixture(scope="module")
 def chroma_server(tmp_path_factory: pytest.TempPathFactory):
     """A real `chroma run` server process, as several agent processes would share."""
