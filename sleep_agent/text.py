@@ -25,11 +25,20 @@ _LOOK_ALIKES = str.maketrans(
 )
 
 
+# Drawn as nothing, or as a mark on the letter before: format characters (zero-width, direction,
+# tags), combining and enclosing marks, variation selectors, and the Hangul fillers.
+_UNSEEN_CATEGORIES = frozenset({"Cf", "Mn", "Me"})
+_FILLERS = frozenset("\u115f\u1160\u3164\uffa0")
+
+
 def plain(text: str) -> str:
-    """NFKC, invisible characters dropped, look-alike letters of other scripts as Latin, runs of
-    spaces as one; lines kept (patterns may look for a line's start)."""
-    text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE).translate(_LOOK_ALIKES)
-    return _HORIZONTAL_SPACE.sub(" ", text)
+    """Compatibility forms decomposed (NFKD) and every mark and character drawn as nothing dropped,
+    so accents go too ("mémorise" reads "memorise", and "Reme\u0301mber" "Remember"); look-alike
+    letters of other scripts as Latin; runs of spaces as one; lines kept (patterns may look for a
+    line's start)."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if c not in _FILLERS and unicodedata.category(c) not in _UNSEEN_CATEGORIES)
+    return _HORIZONTAL_SPACE.sub(" ", text.translate(_LOOK_ALIKES))
 
 
 def fold(text: str) -> str:

@@ -25,9 +25,9 @@ _READER = r"(?:ai|ais|assistants?|models?|language models?|llms?|chatbots?|bots?
 # Who an instruction is addressed to, in the languages a payload is most often written in.
 _READER_ANY = (
     r"(?:ai|ia|ki|llms?|chatbots?|bots?|assistants?|assistent(?:en)?|asistentes?|assistente|"
-    r"language models?|modèles? de langue|modelos? de lenguaje|sprachmodell\w*|modell[oi] linguistic[oi])"
+    r"language models?|modeles? de langue|modelos? de lenguaje|sprachmodell\w*|modell[oi] linguistic[oi])"
 )
-_SPEECH = r"(?:answer|respond|reply|recommend|mention|describe|present|cite|suggest|say|tell|state|promote|rank|portray)"
+_SPEECH = r"(?:answer|respond|reply|recommend|mention|describe|cite|suggest|say|tell|state|promote|rank|portray)"
 INSTRUCTION_PATTERNS = [
     r"\bignore (?:all |any |the )?(?:previous|prior|above|earlier) (?:instructions|messages|rules)",
     r"\bignore (?:the user|your (?:instructions|guidelines|rules))",
@@ -42,12 +42,12 @@ INSTRUCTION_PATTERNS = [
     rf"\b{_READER} (?:instructions?|directives?)\b",
     r"\b(?:from now on|going forward|henceforth|from this point on)\b",
     r"\b(?:new|updated|system) (?:instructions?|prompt)\b",
-    r"\bsystem (?:notice|message|directive|override|alert)\b",
+    r"\bsystem (?:notice|directive|override)\b",
     r"\b(?:do not|don't) (?:tell|inform|let) the user\b",
     r"\bremember\b",
     r"\b(?:memori[sz]e|store|save) (?:this|that|the following)\b",
     r"\b(?:store|save|retain|record|keep|persist)\b.{0,30}\b(?:permanently|for future|your (?:records|memory|knowledge))",
-    r"\bpersist(?: the following| this| that| across|\s*:)",
+    r"\bpersist(?: the following| this| that|\s*:)",
     r"\b(?:update your|to (?:your )?(?:long-term )?) memory\b",
     r"\b(?:your|the assistant's|assistants'?|stored) (?:memory|knowledge|records|profile)\b",
     rf"\b(?:reader|{_READER})'?s?'? (?:long-term |permanent )?memory\b",
@@ -55,7 +55,7 @@ INSTRUCTION_PATTERNS = [
     r"\b(?:is|are) to be (?:recorded|remembered|stored|noted)\b",
     r"\bfor (?:future (?:sessions|conversations|reference)|your records)\b",
     # standing across conversations and answers: "for this and later conversations", "in every future reply"
-    r"\b(?:across|for|in|into|during) (?:this and )?(?:all |any |every |each )?(?:later|future|subsequent|following|other|new) "
+    r"\b(?:across|for|in|into|during) (?:this and )?(?:all |any |every |each )?(?:later|future|subsequent) "
     r"(?:conversations?|sessions?|chats?|threads?|interactions?)\b",
     r"\bacross (?:all )?(?:conversations|sessions|chats)\b",
     r"\b(?:every|all|each|any) (?:future|later|subsequent) (?:answers?|repl(?:y|ies)|responses?|messages?)\b",
@@ -64,7 +64,7 @@ INSTRUCTION_PATTERNS = [
     rf"\bif (?:you are|you're) (?:an? )?{_READER}\b",
     r"\bwhoever (?:reads|processes|summari[sz]es|parses|sees|translates) (?:this|it)\b",
     rf"\breaders? (?:who|that) (?:are|is) (?:an? )?{_READER}\b",
-    r"\b(?:any|every|all|each) (?:\w+ )?(?:summari[sz]ing|automated|automatic|ai|language) "
+    r"\b(?:any|every|all|each) (?:\w+ )?(?:summari[sz]ing|automated|automatic) "
     r"(?:systems?|tools?|models?|assistants?|agents?|readers?)\b",
     r"<!--|\[//\]: ?#",
     r"\byou are now\b",
@@ -74,34 +74,40 @@ INSTRUCTION_PATTERNS = [
     rf"\b(?:always|never) {_SPEECH}\b",
     r"\bauthori[sz]ed you\b",
     # chat-template and role markers
-    r"(?m:^\W*(?:system|assistant)\s*:)|\[(?:system|assistant|admin)\]",
-    r"<\|[a-z_]+\|>|\[/?inst\]|<</?sys>>|<(?:start|end)_of_turn>|(?m:^#{2,4} ?(?:instruction|system|response)\b)",
+    r"(?m:^[^\w\n]*(?:system|assistant)\s*:)|\[(?:system|assistant|admin)\]",
+    r"<\|[a-z_]+\|>|\[/?inst\]|<</?sys>>|<(?:start|end)_of_turn>|(?m:^#{2,4} ?(?:instruction|system|response)s?[ \t]*:?[ \t]*$)",
     # hint fields of JSON or YAML: "assistant_hint":, note_for_llm:, x-ai-instructions:
-    r"(?<![a-z])(?:ai|llm|gpt|assistant|chatbot|bot|agent|model)s?[\w-]{0,12}?(?:hint|note|instruction|directive|memory|prompt)s?"
+    r"(?<![a-z])(?:ai|llm|gpt|assistant|chatbot|bot)s?(?![a-z])[\w-]{0,12}?(?:hint|note|instruction|directive|memory|prompt)s?"
     r"[\w-]{0,12}[\"']?\s{0,3}[:=]",
-    r"(?<![a-z])(?:hint|note|instruction|directive|memory|prompt)s?[\w-]{0,12}?(?<![a-z])(?:ai|llm|gpt|assistant|chatbot|bot|agent|model)s?"
+    r"(?<![a-z])(?:hint|note|instruction|directive|memory|prompt)s?[\w-]{0,12}?(?<![a-z])(?:ai|llm|gpt|assistant|chatbot|bot)s?"
     r"(?![a-z])[\w-]{0,12}[\"']?\s{0,3}[:=]",
     # the same moves in French, German, Spanish, Italian, Portuguese, Japanese and Chinese:
     # remembering, "from now on", and a note headed to an AI ("Hinweis für KI-Systeme:")
-    r"\b(?:retiens|retenez|souviens-toi|souvenez-vous|mémorise[rz]?|merke?n?|merkt|recuerda|recuerde|recordad"
+    r"\b(?:retiens|retenez|souviens-toi|souvenez-vous|memorise[rz]?|merke|merkt|merk dir|merken sie|recuerda|recuerde|recordad"
     r"|ricorda|ricordate|lembre|lembra)\b|覚えて|記憶して|记住",
-    r"\b(?:désormais|dorénavant|à partir de maintenant|ab sofort|von nun an|fortan|a partir de ahora"
+    r"\b(?:desormais|dorenavant|a partir de maintenant|ab sofort|von nun an|fortan|a partir de ahora"
     r"|de ahora en adelante|d'ora in poi|da ora in poi|a partir de agora|daqui em diante)\b|これからは|今後は|从现在起|从今以后",
-    rf"\b{_READER_ANY}(?:-\w+)?\b[^.:\n]{{0,40}}:(?!\S)|(?<![a-z]){_READER_ANY}へ\s?[:、,]",
+    rf"\b(?:to|for|pour|a l'intention d\w*|aux|fur|para|per|agli|alle)\b[^.:\n]{{0,30}}\b{_READER_ANY}(?:-\w+)?\b"
+    r"(?: \w+)?(?:,? (?:that|who|which|reading|der|die|das|que|qui|che|lisant|leyendo)\b[^.:\n]{0,50})?\s?:(?!\S)"
+    rf"|(?<![a-z]){_READER_ANY}へ\s?[:、,]",
 ]
 _INSTRUCTION = re.compile("|".join(INSTRUCTION_PATTERNS), re.IGNORECASE)
 _LINE_BREAKS = re.compile(r"\s*\n\s*")
 # Text the user passes on rather than says: quoted in any of the usual marks, > quoted lines,
 # indented or fenced blocks, what follows a forward header, and hidden <!-- comments -->. It is
-# trusted only when it carries no instruction. A quote may span lines, up to a paragraph's length.
+# trusted only when it carries no instruction. A quote may span lines; one never closed runs to the
+# end of the text (which also keeps every pattern linear: no span is scanned twice).
 _QUOTED = re.compile(
-    r'"[^"]{3,2000}"|\u201c[^\u201d]{3,2000}\u201d|\u201e[^\u201c\u201d"]{3,2000}[\u201c\u201d"]'
-    r"|\u201a[^\u2018\u2019']{3,2000}[\u2018\u2019']"
-    r"|\u00ab[^\u00bb]{3,2000}\u00bb|\u2039[^\u203a]{3,2000}\u203a|\u300c[^\u300d]{1,2000}\u300d|\u300e[^\u300f]{1,2000}\u300f"
-    r"|(?<!\w)'(?:[^'\n]|(?<=\w)'(?=\w)){12,}'(?!\w)|(?m:^[ \t]*>.*$)|(?m:^(?: {4}|\t).*$)|```.*?```"
-    r"|(?is:(?<!-)-{3,} ?forwarded message ?-{3,}.*)|(?s:<!--.*?-->)",
+    r'"[^"]{3,}(?:"|\Z)|\u201c[^\u201c\u201d]{3,}(?:\u201d|\Z)|\u201e[^\u201e\u201c\u201d"]{3,}(?:[\u201c\u201d"]|\Z)'
+    r"|\u201a[^\u201a\u2018\u2019']{3,}(?:[\u2018\u2019']|\Z)|\u00ab[^\u00ab\u00bb]{3,}(?:\u00bb|\Z)"
+    r"|\u2039[^\u2039\u203a]{3,}(?:\u203a|\Z)|\u300c[^\u300c\u300d]+(?:\u300d|\Z)|\u300e[^\u300e\u300f]+(?:\u300f|\Z)"
+    r"|(?<!\w)'(?:[^'\n]|(?<=\w)'(?=\w)){12,}'(?!\w)|(?m:^[ \t]*>.*$)|(?m:^(?: {4}|\t).*$)|```.*?(?:```|\Z)"
+    r"|(?is:(?<!-)-{3,} ?forwarded message ?-{3,}.*)|<!--.*?(?:-->|\Z)",
     re.S,
 )
+# Full-width and half-width quote marks read as the usual ones, one character for one, so that
+# the spans found stay where they are in the text.
+_QUOTE_MARKS = str.maketrans("\uff02\uff07\uff62\uff63", "\"'\u300c\u300d")
 # A sentence ends at . ! ? before a space, a closing quote or the end: "vpn.example.com" stays whole,
 # and so does a title before a name ("Dr. Okafor", "St. Mary's").
 _SENTENCE = re.compile(
@@ -158,7 +164,7 @@ def without_planted_quotes(text: str) -> tuple[str, bool]:
     "My boss wrote: 'The offsite is in Ghent'" is a fact to keep, a forwarded "remember that the
     VPN secret is ..." is an injection attempt.
     """
-    planted = [m for m in _QUOTED.finditer(text) if has_instruction(m.group(0))]
+    planted = [m for m in _QUOTED.finditer(text.translate(_QUOTE_MARKS)) if has_instruction(m.group(0))]
     for match in reversed(planted):
         text = text[: match.start()] + "\n" + text[match.end() :]
     return text, bool(planted)
