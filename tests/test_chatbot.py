@@ -8,6 +8,7 @@ weights is tested on the default model in tests/test_chatbot_browser.py.
 from __future__ import annotations
 
 import io
+import threading
 import time
 
 import pytest
@@ -245,3 +246,34 @@ def test_the_web_api_refuses_bad_input_and_what_another_site_could_send(web):
     assert client.get("/api/status", headers=alice).json()["episodes"] == before
     same_origin = {**alice, "origin": "http://127.0.0.1:8700"}
     assert client.post("/api/new", json={}, headers=same_origin).status_code == 200
+
+
+def test_a_forget_while_a_rebuild_runs_is_rebuilt_away_too(session):
+    from sleep_agent.adapters import AdapterRegistry
+
+    memory = session.memory
+    for fact in ("My locker code is 2719.", "My bike lock code is 8841.", "I work as a baker."):
+        memory.buffer.record([("user", fact)])
+    assert memory.sleep().adapter_version == 1
+    started, go_on, real = threading.Event(), threading.Event(), memory.cycle
+
+    def held(mem, episodes, report):  # the first rebuild has fixed its list of forgotten episodes
+        started.set()
+        assert go_on.wait(60)
+        return real(mem, episodes, report)
+
+    memory.cycle = held
+    first = session.forget("locker code", background=True)
+    assert first["rebuilding"] is True and started.wait(60)
+    memory.cycle = real
+    second = session.forget("bike lock", background=True)
+    assert second["deleted"] == 1 and second["rebuilding"] is False  # the running thread takes it on
+    go_on.set()
+    for _ in range(600):
+        if session.busy is None:
+            break
+        time.sleep(0.1)
+    assert session.busy is None and not memory.rebuild_needed  # both are out of the weights
+    registry = AdapterRegistry(memory.config.home, "alice")
+    current = registry.manifest(registry.current())
+    assert current.trigger == "forget" and len(current.episodes) == 1  # the baker alone

@@ -58,6 +58,7 @@ class ChatBot:
         self.prompt, self.max_tokens = prompt, max_tokens
         self._graph: Any = None  # built on the first turn: the chat model starts the server
         self._checkpointer = InMemorySaver()  # threads are deleted when their session ends
+        self.rebuilds = Rebuilds()  # kept by the bot: a user's session may end while theirs runs
         self._lock = threading.Lock()
 
     @property
@@ -94,7 +95,6 @@ class ChatSession:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._turns = 0
-        self._job: threading.Thread | None = None
 
     @classmethod
     def open(
@@ -177,24 +177,15 @@ class ChatSession:
                 return self.memory.forget(text=text)
             result = self.memory.forget(text=text, rebuild=False)
         if result["rebuild_needed"]:
-            result["rebuilding"] = self._start(self.memory.rebuild, "rebuild")
+            result["rebuilding"] = self.bot.rebuilds.request(self.user, self.memory)
         return result
 
     @property
     def busy(self) -> str | None:
         """What runs in the background for this user: "sleeping", "rebuilding" or None."""
-        job = self._job
-        if job is not None and job.is_alive():
+        if self.bot.rebuilds.running(self.user):
             return "rebuilding"
         return "sleeping" if self.memory.sleeping else None
-
-    def _start(self, work: Callable[[], Any], name: str) -> bool:
-        with self._lock:
-            if self._job is not None and self._job.is_alive():
-                return False
-            self._job = threading.Thread(target=_logged(work), name=f"{name}-{self.user}", daemon=True)
-            self._job.start()
-            return True
 
     def new_session(self) -> str:
         """A new thread: an empty context, the same memory (the old thread's checkpoints are freed)."""
@@ -217,14 +208,56 @@ class ChatSession:
         self.bot.close()
 
 
-def _logged(work: Callable[[], Any]) -> Callable[[], None]:
-    def run() -> None:
-        try:
-            work()
-        except Exception:  # the sleep report holds the error; a thread has no caller to tell
-            log.exception("background work failed")
+class Rebuilds:
+    """Each user's rebuild after a forget, one thread per user at most.
 
-    return run
+    A forget that arrives while a rebuild runs is not lost: that rebuild fixed its list of
+    forgotten episodes when it started, so the thread goes round again until nothing is owed.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owed: set[str] = set()
+        self._threads: dict[str, threading.Thread] = {}
+
+    def request(self, user: str, memory: SleepMemory) -> bool:
+        """Owe ``user`` a rebuild; returns whether a new thread started (else the running one will)."""
+        with self._lock:
+            self._owed.add(user)
+            if self.running(user):
+                return False
+            self._threads[user] = threading.Thread(
+                target=self._run, args=(user, memory), name=f"rebuild-{user}", daemon=True
+            )
+            self._threads[user].start()
+            return True
+
+    def running(self, user: str) -> bool:
+        thread = self._threads.get(user)
+        return thread is not None and thread.is_alive()
+
+    def _run(self, user: str, memory: SleepMemory) -> None:
+        # Whether to go on is decided under the lock that request() takes, and the thread leaves
+        # _threads in the same breath: a forget in between starts a new thread rather than being lost.
+        for _ in range(3):  # a rebuild that keeps failing stops; rebuild_needed still says it is owed
+            with self._lock:
+                if user not in self._owed:
+                    self._threads.pop(user, None)
+                    return
+                self._owed.discard(user)
+            try:
+                failed = bool(memory.rebuild().error)
+            except Exception:  # the sleep report holds the error; a thread has no caller to tell
+                log.exception("rebuilding %s's adapter after a forget failed", user)
+                failed = True
+            with self._lock:
+                if failed:
+                    self._threads.pop(user, None)
+                    return
+                if memory.rebuild_needed:
+                    self._owed.add(user)
+        with self._lock:
+            self._threads.pop(user, None)
 
 
 def describe_sleep(report: SleepReport, memory: SleepMemory | None = None) -> list[str]:
