@@ -207,6 +207,8 @@ def web_cmd(
         )
     users = WebUsers(home)
     try:
+        if not users.has_admin() and "admin" in users.listed():
+            raise ValueError("no web user is an admin; make one with `sleep-agent web-user add NAME --admin`")
         first = None if users.has_admin() else users.add("admin", admin=True)
         app_ = create_app(
             _chat_config(model, home, serving, sleep_after, cache_dir), hosts=hosts, users=users

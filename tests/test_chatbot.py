@@ -195,10 +195,15 @@ def test_a_user_reaches_only_their_own_memory_and_an_admin_reaches_every_one(web
         "httponly" in login.headers["set-cookie"].lower()
         and "samesite=strict" in login.headers["set-cookie"].lower()
     )
+    session = client.cookies.get("sleep_agent_session")
+    assert session and tokens["alice"] not in login.headers["set-cookie"]  # a session id, not the token
     assert client.get("/api/me").json()["user"] == "alice"
     assert client.get("/api/status", params={"user": "bob"}).status_code == 403
     client.post("/api/logout")
     assert client.get("/api/me").status_code == 401
+    client.cookies.set("sleep_agent_session", session)
+    assert client.get("/api/me").status_code == 401  # the session ended here, not only in the browser
+    client.cookies.clear()
     assert client.post("/api/login", json={"token": "guess"}).status_code == 401
     stored = (config_home(app) / "web" / "users.json").read_text()
     assert (
@@ -207,6 +212,11 @@ def test_a_user_reaches_only_their_own_memory_and_an_admin_reaches_every_one(web
     )
     WebUsers(config_home(app)).remove("alice")
     assert client.get("/api/me", headers=alice).status_code == 401  # a removed user is out at once
+    with pytest.raises(ValueError, match="letters"):
+        WebUsers(config_home(app)).add("a..b")  # a name no memory may take
+    (config_home(app) / "web" / "users.json").write_text("{not json")
+    broken = client.get("/api/me", headers=bob)
+    assert broken.status_code == 503 and "users.json" in broken.json()["detail"]  # not a 500
 
 
 def test_the_web_api_refuses_bad_input_and_what_another_site_could_send(web):
@@ -228,6 +238,12 @@ def test_the_web_api_refuses_bad_input_and_what_another_site_could_send(web):
         "/api/forget", json={"text": "zorblax"}, headers={**alice, "origin": "https://evil.example"}
     )
     assert cross.status_code == 403
+    other_port = client.post("/api/new", json={}, headers={**alice, "origin": "http://127.0.0.1:9999"})
+    assert other_port.status_code == 403  # another service on this host is another site
+    assert (
+        client.post("/api/chat", json={"user": "a..b", "text": "hi"}, headers=as_(tokens["root"])).status_code
+        == 400
+    )
     form = client.post("/api/sleep", content="{}", headers={**alice, "content-type": "text/plain"})
     assert form.status_code == 422  # a form or text body, which a cross-site page can send without asking
     assert client.post("/api/chat", json={"text": "x" * 5000}, headers=alice).status_code == 422

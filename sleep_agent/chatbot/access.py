@@ -41,7 +41,7 @@ class WebUsers:
 
     def add(self, user: str, *, admin: bool = False) -> str:
         """Make ``user`` a new token (replacing any earlier one) and return it; it is not kept."""
-        if not NAMESPACE_PATTERN.match(user):
+        if not NAMESPACE_PATTERN.match(user) or ".." in user:
             raise ValueError(f"user {user!r}: use 1-63 letters, digits, '_', '.' or '-'")
         token = secrets.token_urlsafe(24)
         with self._lock:

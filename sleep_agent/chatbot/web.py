@@ -11,7 +11,9 @@ user's sleep holds the workers that answer the others.
 
 from __future__ import annotations
 
+import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -33,7 +35,8 @@ from sleep_agent.sleep.cycle import SleepCycle
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 MAX_BODY_BYTES = 64 * 1024
-COOKIE = "sleep_agent_token"
+COOKIE = "sleep_agent_session"
+LOGIN_TTL_S = 7 * 24 * 3600
 MAX_MESSAGE_CHARS = 4000  # about 1,000 tokens: a turn must leave the context room to answer
 
 
@@ -133,24 +136,32 @@ def create_app(
     page = files("sleep_agent.chatbot").joinpath("static/index.html").read_text(encoding="utf-8")
 
     app.state.users = users
+    app.state.logins = Logins()
 
     def session_for(login: Login, user: str | None) -> ChatSession:
-        return sessions.get(_whose(login, user))
+        return _guarded(lambda: sessions.get(_whose(login, user)))
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
         return page
 
     @app.post("/api/login")
-    def log_in(body: TokenIn, response: Response) -> dict[str, Any]:
-        login = users.login(body.token)
+    def log_in(body: TokenIn, request: Request, response: Response) -> dict[str, Any]:
+        """Trades a token for a session id in an HttpOnly cookie: the token itself is never stored
+        in the browser, and logging out ends the session here."""
+        login = _users_login(request, body.token)
         if login is None:
             raise HTTPException(401, "this token is not known here")
-        response.set_cookie(COOKIE, body.token, httponly=True, samesite="strict", max_age=30 * 24 * 3600)
+        secure = request.url.scheme == "https"
+        session = app.state.logins.start(body.token)
+        response.set_cookie(
+            COOKIE, session, httponly=True, samesite="strict", secure=secure, max_age=LOGIN_TTL_S
+        )
         return {"user": login.user, "admin": login.admin}
 
     @app.post("/api/logout")
-    def log_out(response: Response) -> dict[str, Any]:
+    def log_out(request: Request, response: Response) -> dict[str, Any]:
+        app.state.logins.end(request.cookies.get(COOKIE))
         response.delete_cookie(COOKIE, httponly=True, samesite="strict")
         return {"user": None}
 
@@ -168,7 +179,7 @@ def create_app(
         """A user this page has never seen gets an empty status: a GET creates no namespace and
         starts no server."""
         user = _whose(login, user)
-        return _status(sessions.get(user)) if sessions.known(user) else _empty_status()
+        return _status(_guarded(lambda: sessions.get(user))) if sessions.known(user) else _empty_status()
 
     @app.post("/api/chat")
     def chat(body: ChatIn, login: Who) -> dict[str, Any]:
@@ -201,13 +212,53 @@ def create_app(
 
 
 def logged_in(request: Request) -> Login:
-    """The request's user, from the login cookie or an ``Authorization: Bearer`` header."""
+    """The request's user, from an ``Authorization: Bearer`` token or the login cookie's session.
+
+    The token is looked up again on every request, so a removed user is out at once.
+    """
     header = request.headers.get("authorization", "")
-    token = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE)
-    login = request.app.state.users.login(token)
+    if header.lower().startswith("bearer "):
+        token: str | None = header[7:]
+    else:
+        token = request.app.state.logins.token(request.cookies.get(COOKIE))
+    login = _users_login(request, token)
     if login is None:
         raise HTTPException(401, "log in with your token (`sleep-agent web-user add NAME` makes one)")
     return login
+
+
+def _users_login(request: Request, token: str | None) -> Login | None:
+    try:
+        return request.app.state.users.login(token)
+    except ValueError as e:  # the users file cannot be read: nobody gets in, and the page says why
+        raise HTTPException(503, str(e)) from e
+
+
+class Logins:
+    """The page's login sessions: a random id in the browser's cookie, the token here, in memory
+    (a restart logs everyone out; the link logs them in again). At most ``limit`` are kept."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self.limit = limit
+        self._tokens: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def start(self, token: str) -> str:
+        session = secrets.token_urlsafe(24)
+        with self._lock:
+            self._tokens[session] = (token, time.monotonic() + LOGIN_TTL_S)
+            while len(self._tokens) > self.limit:
+                self._tokens.popitem(last=False)
+        return session
+
+    def token(self, session: str | None) -> str | None:
+        with self._lock:
+            token, until = self._tokens.get(session or "", (None, 0.0))
+        return token if token is not None and time.monotonic() < until else None
+
+    def end(self, session: str | None) -> None:
+        with self._lock:
+            self._tokens.pop(session or "", None)
 
 
 Who = Annotated[Login, Depends(logged_in)]
@@ -230,15 +281,15 @@ def guard_requests(app: FastAPI, hosts: Sequence[str]) -> None:
     """
     from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-    allowed = {h.strip("[]") for h in hosts}
+    allowed = {h.strip("[]") for h in hosts}  # the Host names; Origin must then be this very page
     # innermost (added first): FastAPI reads the body through it and answers its 413
     app.add_middleware(BoundedBody, limit=MAX_BODY_BYTES)
 
     @app.middleware("http")
-    async def same_origin_and_bounded(request: Request, call_next: Any) -> Any:
+    async def same_origin(request: Request, call_next: Any) -> Any:
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             origin = request.headers.get("origin")
-            if origin is not None and (urlsplit(origin).hostname or "") not in allowed and "*" not in allowed:
+            if origin is not None and not _same_origin(origin, request):
                 return JSONResponse({"detail": f"requests from {origin} are refused"}, status_code=403)
         return await call_next(request)
 
@@ -285,6 +336,19 @@ class BoundedBody:
         await JSONResponse(detail, status_code=413)(scope, receive, send)
 
 
+def _same_origin(origin: str, request: Request) -> bool:
+    """Whether ``Origin`` names this page: the same scheme, host and port as the request itself (a
+    page on another port of this host is another site)."""
+    parts = urlsplit(origin)
+    default = {"http": 80, "https": 443}
+    try:
+        theirs = (parts.scheme, parts.hostname, parts.port or default.get(parts.scheme))
+    except ValueError:  # a port that is not a number
+        return False
+    url = request.url
+    return theirs == (url.scheme, url.hostname, url.port or default.get(url.scheme))
+
+
 def _guarded(call: Any) -> Any:
     try:
         return call()
@@ -295,7 +359,7 @@ def _guarded(call: Any) -> Any:
 
 
 def _check_user(user: str) -> None:
-    if not NAMESPACE_PATTERN.match(user):
+    if not NAMESPACE_PATTERN.match(user) or ".." in user:
         raise HTTPException(400, f"user {user!r}: use 1-63 letters, digits, '_', '.' or '-'")
 
 
