@@ -297,8 +297,13 @@ class EpisodeBuffer:
             if self._database is not None:
                 try:
                     scrub(self._database, [ep.id for ep, _ in stored])
-                except (ScrubError, subprocess.TimeoutExpired) as e:  # erased from every collection all the same
-                    log.error("the forgotten text may remain in %s until the next forget: %s", self._database, e)
+                except (
+                    ScrubError,
+                    subprocess.TimeoutExpired,
+                ) as e:  # erased from every collection all the same
+                    log.error(
+                        "the forgotten text may remain in %s until the next forget: %s", self._database, e
+                    )
         return len(stored)
 
     def _put(self, old: Episode, new: Episode, embedding: Any) -> None:

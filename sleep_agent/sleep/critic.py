@@ -27,7 +27,9 @@ _READER_ANY = (
     r"(?:ai|ia|ki|llms?|chatbots?|bots?|assistants?|assistent(?:en)?|asistentes?|assistente|"
     r"language models?|modeles? de langue|modelos? de lenguaje|sprachmodell\w*|modell[oi] linguistic[oi])"
 )
-_SPEECH = r"(?:answer|respond|reply|recommend|mention|describe|cite|suggest|say|tell|state|promote|rank|portray)"
+_SPEECH = (
+    r"(?:answer|respond|reply|recommend|mention|describe|cite|suggest|say|tell|state|promote|rank|portray)"
+)
 INSTRUCTION_PATTERNS = [
     r"\bignore (?:all |any |the )?(?:previous|prior|above|earlier) (?:instructions|messages|rules)",
     r"\bignore (?:the user|your (?:instructions|guidelines|rules))",
