@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -115,11 +114,9 @@ class EpisodeBuffer:
         max_episode_tokens: int = 8192,
         token_counter: TokenCounter | None = None,
     ) -> None:
-        from sleep_agent.config import NAMESPACE_PATTERN
+        from sleep_agent.config import check_namespace
 
-        if not NAMESPACE_PATTERN.match(namespace) or ".." in namespace:
-            raise ValueError(f"namespace={namespace!r} is not allowed (see SleepConfig.namespace)")
-        self.namespace = namespace
+        self.namespace = check_namespace(namespace)
         self.max_episode_tokens = max_episode_tokens
         self.token_counter = token_counter
         self.location = url or str(path)
@@ -297,10 +294,7 @@ class EpisodeBuffer:
             if self._database is not None:
                 try:
                     scrub(self._database, [ep.id for ep, _ in stored])
-                except (
-                    ScrubError,
-                    subprocess.TimeoutExpired,
-                ) as e:  # erased from every collection all the same
+                except ScrubError as e:  # erased from every collection all the same
                     log.error(
                         "the forgotten text may remain in %s until the next forget: %s", self._database, e
                     )

@@ -17,9 +17,14 @@ from sleep_agent.sleep.settings import CycleConfig
 NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
 
 
+def is_namespace(value: object) -> bool:
+    """Whether ``value`` may name a namespace (it becomes part of paths and adapter names)."""
+    return isinstance(value, str) and bool(NAMESPACE_PATTERN.match(value)) and ".." not in value
+
+
 def check_namespace(value: str) -> str:
-    """``value`` if it may name a namespace (it becomes part of paths and adapter names)."""
-    if not isinstance(value, str) or not NAMESPACE_PATTERN.match(value) or ".." in value:
+    """``value`` if it may name a namespace, else a ``ValueError`` that says what may."""
+    if not is_namespace(value):
         raise ValueError(
             f"namespace={value!r} is not allowed: use 1-63 letters, digits, '_', '.' or '-', "
             "starting and ending with a letter or digit, no '..' (it becomes part of directory, collection "

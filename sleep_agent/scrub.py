@@ -20,14 +20,11 @@ database; between processes the locks hold. Callers hold the database's write lo
 from __future__ import annotations
 
 import json
-import logging
 import sqlite3
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-log = logging.getLogger(__name__)
 
 FULLTEXT = "embedding_fulltext_search"
 
@@ -41,13 +38,16 @@ def scrub(database: Path, ids: Sequence[str], *, timeout_s: float = 300) -> int:
     returns the queued writes rewritten. The ids' last writes must already be the erasure."""
     if not ids or not database.exists():
         return 0
-    done = subprocess.run(
-        [sys.executable, "-m", __name__, str(database)],
-        input=json.dumps(list(ids)),
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", __name__, str(database)],
+            input=json.dumps(list(ids)),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
+    except subprocess.TimeoutExpired as e:
+        raise ScrubError(f"scrubbing {database} took over {timeout_s:.0f} s") from e
     if done.returncode != 0:
         raise ScrubError(f"scrubbing {database} failed: {done.stderr.strip()[-500:]}")
     return int(done.stdout.strip() or 0)

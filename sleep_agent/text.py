@@ -13,18 +13,14 @@ import unicodedata
 _SPACE = re.compile(r"\s+")
 # Zero-width characters that render as nothing but split a word for a matcher.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
-
-
 _HORIZONTAL_SPACE = re.compile(r"[^\S\n]+")
 # Letters of other scripts drawn like Latin ones, which a writer mixes into a word to hide it from
 # a matcher. A short table by hand: Unicode's confusables list has thousands of entries, nearly all
 # of symbols no one types into a chat, and no well-kept library of it installs offline here.
 _LOOK_ALIKES = str.maketrans(
-    "аеіјорсуххѕԁԛԝёАВЕІЈКМНОРСТУХЅαεικνορτυχΑΒΕΖΗΙΚΜΝΟΡΤΥΧ",
-    "aeijopcyxxsdqweABEIJKMHOPCTYXSaeikvoptuxABEZHIKMNOPTYX",
+    "аеіјорсухѕԁԛԝёАВЕІЈКМНОРСТУХЅαεικνορτυχΑΒΕΖΗΙΚΜΝΟΡΤΥΧ",
+    "aeijopcyxsdqweABEIJKMHOPCTYXSaeikvoptuxABEZHIKMNOPTYX",
 )
-
-
 # Drawn as nothing, or as a mark on the letter before: format characters (zero-width, direction,
 # tags), combining and enclosing marks, variation selectors, and the Hangul fillers.
 _UNSEEN_CATEGORIES = frozenset({"Cf", "Mn", "Me"})

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from sleep_agent.config import NAMESPACE_PATTERN
+from sleep_agent.config import check_namespace
 
 FORMAT = 1
 
@@ -41,8 +41,7 @@ class WebUsers:
 
     def add(self, user: str, *, admin: bool = False) -> str:
         """Make ``user`` a new token (replacing any earlier one) and return it; it is not kept."""
-        if not NAMESPACE_PATTERN.match(user) or ".." in user:
-            raise ValueError(f"user {user!r}: use 1-63 letters, digits, '_', '.' or '-'")
+        check_namespace(user)
         token = secrets.token_urlsafe(24)
         with self._lock:
             users = self._read()

@@ -3,9 +3,9 @@
 One serving backend is shared by every user (each is served only their own adapter); each user
 has one chat session here, and "new session" starts an empty context on the same memory. Each
 user logs in with a token of their own and reaches only their own memory; an admin's token reaches
-every user's (``sleep-agent web-user add NAME [--admin]``). What a web page elsewhere could do through the visitor's browser is refused: requests
-must name this host (DNS rebinding), state changes come only as JSON POSTs from this page's own
-origin, and bodies and messages are bounded. Sleeps and rebuilds run in the background, so no
+every user's (``sleep-agent web-user add NAME [--admin]``). What a web page elsewhere could do
+through the visitor's browser is refused: requests must name this host (DNS rebinding), state
+changes come only as JSON POSTs from this page's own origin, and bodies and messages are bounded. Sleeps and rebuilds run in the background, so no
 user's sleep holds the workers that answer the others.
 """
 
@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 
 from sleep_agent.chatbot.access import Login, WebUsers
 from sleep_agent.chatbot.session import ChatBot, ChatSession, describe_sleep
-from sleep_agent.config import NAMESPACE_PATTERN, SleepConfig
+from sleep_agent.config import SleepConfig, check_namespace, is_namespace
 from sleep_agent.errors import SleepAgentError
 from sleep_agent.serving.base import ServingBackend
 from sleep_agent.sleep.cycle import SleepCycle
@@ -101,7 +101,7 @@ class Sessions:
         """Users with a session here or adapters on disk."""
         adapters = Path(self.config.home).expanduser() / "adapters"
         on_disk = {p.name for p in adapters.iterdir() if p.is_dir()} if adapters.is_dir() else set()
-        on_disk = {name for name in on_disk if NAMESPACE_PATTERN.match(name)}  # a stray folder is no user
+        on_disk = {name for name in on_disk if is_namespace(name)}  # a stray folder is no user
         return sorted(on_disk | set(self._sessions))
 
     def close(self) -> None:
@@ -281,7 +281,6 @@ def guard_requests(app: FastAPI, hosts: Sequence[str]) -> None:
     """
     from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-    allowed = {h.strip("[]") for h in hosts}  # the Host names; Origin must then be this very page
     # innermost (added first): FastAPI reads the body through it and answers its 413
     app.add_middleware(BoundedBody, limit=MAX_BODY_BYTES)
 
@@ -293,7 +292,8 @@ def guard_requests(app: FastAPI, hosts: Sequence[str]) -> None:
                 return JSONResponse({"detail": f"requests from {origin} are refused"}, status_code=403)
         return await call_next(request)
 
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=sorted({*hosts, *allowed}))
+    # an IPv6 literal is named with and without its brackets
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=sorted({*hosts, *(h.strip("[]") for h in hosts)}))
 
 
 class _TooLarge(HTTPException):
@@ -359,8 +359,11 @@ def _guarded(call: Any) -> Any:
 
 
 def _check_user(user: str) -> None:
-    if not NAMESPACE_PATTERN.match(user) or ".." in user:
-        raise HTTPException(400, f"user {user!r}: use 1-63 letters, digits, '_', '.' or '-'")
+    """A user is a namespace: the same names are allowed, and a bad one is the caller's error."""
+    try:
+        check_namespace(user)
+    except ValueError as e:
+        raise HTTPException(400, str(e)) from e
 
 
 def hosts_for(bind: str, loopback: bool) -> tuple[str, ...]:
