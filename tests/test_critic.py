@@ -6,7 +6,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from sleep_agent.episodes import episode_from_messages
-from sleep_agent.sleep.critic import Statement, critique, statements_of, superseded
+from sleep_agent.sleep.critic import Statement, carried_over, critique, statements_of, superseded
 
 
 def ep(*messages):
@@ -72,6 +72,24 @@ def test_a_standing_preference_is_kept_though_phrased_as_a_request():
         "Please always answer me in metric units."
     ]
     assert statements_of("Please look it up.") == []
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "Please keep your replies to three sentences at most.",
+        "Keep all answers under 100 words.",
+        "Please write your summaries in French.",
+        "Please use bullet points by default.",
+    ],
+)
+def test_a_request_about_the_form_of_every_reply_is_a_standing_preference(said):
+    assert statements_of(said) == [said]
+
+
+@pytest.mark.parametrize("said", ["Please check my calendar.", "Send the invoice to Bob."])
+def test_a_request_for_one_task_is_not_a_preference(said):
+    assert statements_of(said) == []
 
 
 def test_questions_only_and_already_consolidated_statements_teach_nothing():
@@ -202,6 +220,32 @@ def test_a_later_statement_that_changes_an_earlier_one_supersedes_it(old, new):
     statements = _said("I have two cats.", old, "My sister Ines is vegetarian.", new)
     (change,) = superseded(statements)
     assert change.old.text == old and change.new.text == new and change.reason
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "kept"),
+    [
+        (
+            "I'm a nurse on the ICU at Hallam General, mostly on nights.",
+            "Big news: I've transferred from ICU to A&E.",
+            "I'm a nurse on the A&E at Hallam General, mostly on nights.",
+        ),
+        (
+            "Our standup is at 9:15 in the Birch room.",
+            "We moved standup from 9:15 to 10:30.",
+            "Our standup is at 10:30 in the Birch room.",
+        ),
+    ],
+)
+def test_what_else_a_replaced_statement_said_is_kept_with_the_new_value(old, new, kept):
+    (change,) = superseded(_said(old, new))
+    carried = carried_over(change)
+    assert carried is not None and carried.text == kept and carried.episode_id == change.old.episode_id
+
+
+def test_a_change_that_does_not_name_the_old_value_keeps_nothing_of_it():
+    (change,) = superseded(_said("I live in Paris.", "I moved to Lyon."))
+    assert carried_over(change) is None
 
 
 def test_unrelated_statements_and_repeats_supersede_nothing():

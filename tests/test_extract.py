@@ -57,6 +57,79 @@ def test_a_statement_no_rule_knows_is_seeded_with_questions_from_its_own_words()
     assert fact.held_out not in fact.questions
 
 
+def test_a_tool_record_is_asked_field_by_field_and_about_what_it_concerns():
+    (fact,) = extract_facts(
+        [Statement("invoices: Dairy Lane Ltd #DL-208, total £212.40, due 30 June", "tool", "e1")]
+    )
+    assert fact.source == "tool" and fact.answer.startswith("invoices: Dairy Lane Ltd")
+    assert "What do you know about Dairy Lane Ltd #DL-208?" in fact.questions
+    asked = dict(fact.pairs)
+    assert (
+        asked["What is the total for Dairy Lane Ltd #DL-208?"]
+        == "Dairy Lane Ltd #DL-208: total £212.40 (invoices)."
+    )
+    assert "30 June" in asked["What is the due for Dairy Lane Ltd #DL-208?"]
+    held = fact.checks()
+    assert [p.keyword for p in held] == ["212.40", "30"]
+    assert not {p.question for p in held} & {*fact.questions, *asked}  # worded apart, never trained
+
+
+def test_a_counted_field_is_asked_how_many():
+    (fact,) = facts_of("orders: #5521 Bramble Cafe - 40 croissants, 30 kg flour; pickup Saturday 06:15")
+    asked = dict(fact.pairs)
+    assert asked["How many croissants for #5521 Bramble Cafe?"].endswith("40 croissants (orders).")
+    assert "How much flour for #5521 Bramble Cafe?" in asked  # a measure, not a count
+    assert "What is the pickup for #5521 Bramble Cafe?" in asked
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "Funny thing: I can't eat gluten, I'm coeliac.",  # a lead-in before a sentence
+        "Note to self: the spare key is under the mat.",
+        "I bought eggs, milk and bread.",  # a list in prose
+    ],
+)
+def test_prose_with_a_colon_or_commas_is_no_record(said):
+    (fact,) = facts_of(said)
+    assert not fact.pairs or all("(" not in a for _, a in fact.pairs)
+
+
+@pytest.mark.parametrize(
+    ("said", "topic", "keyword"),
+    [
+        ("Dario's on a 5:15 start now too, since we got the new proofer.", "Dario", "5:15"),
+        ("And a correction on the buns: they're £3.50 now.", "the buns", "£3.50"),
+        ("And no emojis, ever.", "emojis", "emojis"),
+    ],
+)
+def test_a_statement_no_clause_reading_understands_is_still_asked_about_what_it_names(said, topic, keyword):
+    (fact,) = facts_of(said)
+    assert f"What do you know about {topic}?" in fact.questions and fact.keyword == keyword
+    assert fact.held_out is None or fact.keyword not in fact.held_out
+
+
+def test_chit_chat_that_names_nothing_is_still_not_trained():
+    assert facts_of("Total chaos.", "Yes please, around 8pm.", "I'll think about it.") == []
+
+
+def test_a_named_thing_of_the_users_is_asked_by_its_name():
+    (bakery,) = extract_facts(
+        [Statement("I run a little bakery called Larkspur.", "user", "e1")], user="Hana"
+    )
+    assert {"What is my bakery called?", "What is the name of my bakery?"} <= set(bakery.questions)
+    assert "What is Hana's bakery called?" in dict(bakery.pairs)
+    (dog,) = facts_of("Our greyhound, Kemi, mostly sleeps on the sofa.")
+    assert "What is our greyhound called?" in dog.questions
+    (met,) = facts_of("Rui met a man called Tom.")
+    assert not any("called?" in q for q in met.questions)  # not the speaker's
+
+
+def test_a_request_about_the_assistants_replies_is_said_back_as_its_own():
+    (fact,) = facts_of("Please keep your replies to three sentences, I read them on my phone.")
+    assert fact.answer == "You asked me to keep my replies to three sentences, you read them on your phone."
+
+
 @pytest.mark.parametrize(
     ("said", "keyword"),
     [("I'm vegetarian.", "vegetarian"), ("I am a nurse.", "nurse"), ("I'm 34 years old.", "34")],

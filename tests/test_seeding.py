@@ -57,7 +57,7 @@ def test_a_real_sleep_over_free_form_sessions_trains_the_new_value_and_reports_t
     tiny_model_dir, tmp_path, gate_accepts
 ):
     """The whole cycle on the tiny model (served in-process, trained with peft): the statement a
-    later session changed is retired with its reason, the user's name is found in a greeting, and
+    later session changed is retired with its reason (and kept with the new value), the user's name is found in a greeting, and
     the anchors are kept on disk for the next sleep."""
     from conftest import tiny_config
     from langchain_core.messages.utils import count_tokens_approximately
@@ -84,12 +84,13 @@ def test_a_real_sleep_over_free_form_sessions_trains_the_new_value_and_reports_t
         assert list((tmp_path / "cache" / "sleep").glob("anchors-*.json"))
 
         memory.buffer.record(
-            [("user", "Big news: we've switched the shop's day off to Tuesday now."), ("ai", "Ok.")]
+            [("user", "Big news: we've switched the shop's day off from Monday to Tuesday."), ("ai", "Ok.")]
         )
         second = memory.sleep()
     assert second.error is None and second.adapter_version == 2
     (change,) = second.metrics["superseded"]
     assert "Monday" in change["old"] and "Tuesday" in change["new"] and change["why"]
+    assert change["kept"] == "We close the shop every Tuesday."  # what else it said stays, updated
 
 
 def test_facts_are_also_trained_under_the_agents_own_system_prompt():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sleep_agent.episodes import Episode, EpisodePart
 from sleep_agent.text import plain
@@ -128,7 +128,12 @@ _LEADS_INTO_QUESTION = re.compile(
     r"^((?:I|I'm|I've|I'd|My|We|We're|Our)\b[^,;?]{3,200}),\s*(?:so|and|but)\s+"
     r"(?=(?:can|could|would|will|do|does|did|is|are|what|where|when|which|who|how|should|may|might)\b)",
 )
-_STANDING = re.compile(r"\b(?:always|never|from now on|going forward|in future|call me)\b", re.IGNORECASE)
+_STANDING = re.compile(
+    r"\b(?:always|never|from now on|going forward|in future|call me|by default|whenever|every time|each time"
+    # a request about the form of every reply is a preference, not a task: "keep your replies short"
+    r"|(?:your|the|all)\s+(?:replies|answers|responses|messages|emails|summaries|explanations))\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -374,6 +379,28 @@ def superseded(statements: Sequence[Statement]) -> list[Superseded]:
             retired.add(best)
             found.append(Superseded(statements[best], new, why))
     return found
+
+
+_FROM_TO = re.compile(
+    r"\bfrom\s+(?:the\s+)?(?P<old>[\w&:.'-]+(?:\s+[A-Z0-9][\w&:.'-]*)?)\s+to\s+(?:the\s+)?"
+    r"(?P<new>[\w&:.'-]+(?:\s+[A-Z0-9][\w&:.'-]*)?)(?=[\s.,;!?]|$)"
+)
+
+
+def carried_over(change: Superseded) -> Statement | None:
+    """What else the replaced statement said, kept with the new value: when the new statement says
+    "from X to Y" and the old one says X, the old one with Y for X ("I'm a nurse on the ICU at
+    Hallam General" + "I've transferred from ICU to A&E" -> "I'm a nurse on the A&E at Hallam
+    General"). Retired whole, the hospital would be forgotten with the ward. None otherwise."""
+    moved = _FROM_TO.search(change.new.text)
+    if not moved:
+        return None
+    was, now = moved.group("old").rstrip(".,"), moved.group("new").rstrip(".,")
+    pattern = re.compile(rf"(?<![\w-]){re.escape(was)}(?![\w-])", re.IGNORECASE)
+    if was.lower() == now.lower() or len(pattern.findall(change.old.text)) != 1:
+        return None
+    text = pattern.sub(lambda _: now, change.old.text)
+    return replace(change.old, text=text)
 
 
 def _replaces(old: _Read, new: _Read) -> tuple[float, str]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from sleep_agent.episodes import Episode, EpisodePart
-from sleep_agent.sleep import phrasings
+from sleep_agent.sleep import phrasings, records
 from sleep_agent.sleep.consolidate import ChatSample
 from sleep_agent.sleep.critic import Statement, is_successful_trajectory
 from sleep_agent.sleep.phrasings import Probe
@@ -181,6 +181,10 @@ def extract_facts(statements: Sequence[Statement], *, user: str | None = None) -
     """Facts of ``statements``; ``user``: the name the user gave, for third-person phrasings."""
     facts: list[Fact] = []
     for st in statements:
+        record = records.parse_record(st.text)
+        if record is not None:  # a tool's "label: field, field" line: a question per field
+            facts.append(replace(_record_fact(record, st.episode_id), source=st.source))
+            continue
         sentence = _strip_preamble(st.text.strip())
         said = phrasings.reported(sentence)  # "My doctor said my iron is low": "my iron is low"
         fact = _by_rule(phrasings.expand(said or sentence), st.episode_id)
@@ -195,11 +199,33 @@ def extract_facts(statements: Sequence[Statement], *, user: str | None = None) -
     return facts
 
 
+MAX_RECORD_PROBES = 2  # held-out field questions the gate asks of one record
+
+
+def _record_fact(record: records.Record, episode_id: str) -> Fact:
+    """A record trained by its topic and field by field; field questions worded apart are held out."""
+    first, *more = [
+        Probe(records.field_questions(record, f)[1], f.value.split()[0].strip("#£$€")) for f in record.fields
+    ]
+    return Fact(
+        record.text + ".",
+        record.text + ".",
+        tuple(records.topic_questions(record)),
+        first.question,
+        first.keyword,
+        episode_id,
+        pairs=tuple(
+            (records.field_questions(record, f)[0], records.field_answer(record, f)) for f in record.fields
+        ),
+        probes=tuple(more[: MAX_RECORD_PROBES - 1]),
+    )
+
+
 def _seeded(sentence: str, episode_id: str, user: str | None) -> Fact | None:
     """Knowledge seeding for a statement no rule knows: questions drawn from its own words."""
     request = phrasings.as_request(sentence)
     if request:  # "Please never suggest milk" is said back as what was asked
-        answer = "You asked me to " + _FIRST_PERSON.sub(lambda m: _SECOND_PERSON[m.group(0)], request) + "."
+        answer = "You asked me to " + _said_back(request) + "."
     else:
         answer = second_person(sentence)
     if user and phrasings.user_name([sentence]) == user:  # "I'm Wen." is the user's name
@@ -212,9 +238,10 @@ def _seeded(sentence: str, episode_id: str, user: str | None) -> Fact | None:
     probes = [p for p in phrasings.topic_questions(said, (TOPIC_HELD_OUT,))[:1] if p.keyword]
     if not probes and len(wh) > 1:  # no topic to ask about: a span is held out instead
         probes.append(wh.pop())
-    trained = [p.question for p in [*wh, *topics]][:MAX_QUESTIONS]
+    named = [p.question for p in phrasings.naming_questions(said)]  # "What is my bakery called?"
+    trained = [*named, *[p.question for p in [*wh, *topics]][:MAX_QUESTIONS]]
     if not trained:
-        return _about_me(said, answer, episode_id)
+        return _about_me(said, answer, episode_id) or _by_phrases(said, answer, episode_id)
     if not probes:  # a fact with nothing held out is not gated; its keyword still says what it names
         keyword = next((p.keyword for p in [*wh, *topics]), None) or _last_word(sentence)
         return Fact(sentence, answer, tuple(trained), None, keyword, episode_id)
@@ -222,6 +249,21 @@ def _seeded(sentence: str, episode_id: str, user: str | None) -> Fact | None:
     return Fact(
         sentence, answer, tuple(trained), first.question, first.keyword, episode_id, probes=tuple(more)
     )
+
+
+def _by_phrases(sentence: str, answer: str, episode_id: str) -> Fact | None:
+    """A statement no clause reading gives a question ("Dario's on a 5:15 start now", "No emojis,
+    ever."), asked about by its noun phrases, so that no update or preference is dropped unlearned;
+    None when it names nothing ("Total chaos.")."""
+    topics = phrasings.noun_phrases(sentence)
+    if not topics:
+        return None
+    numbers = [w.strip(".,!?;:") for w in sentence.split() if any(ch.isdigit() for ch in w)]
+    keyword = numbers[0] if numbers else topics[0].split()[-1]  # what is said of it, else what it is
+    asked = [t.format(topic=topic) for topic in topics[:2] for t in TOPIC_TEMPLATES]
+    held = next((t for t in topics if keyword.lower() not in t.lower()), None)
+    held_out = TOPIC_HELD_OUT.format(topic=held) if held and keyword else None
+    return Fact(sentence, answer, tuple(asked[:MAX_QUESTIONS]), held_out, keyword, episode_id)
 
 
 def _asked_about(sentence: str, answer: str, episode_id: str) -> str:
@@ -271,6 +313,7 @@ def _with_third_person(fact: Fact, sentence: str, user: str) -> Fact:
     # the last question is held out, the only one too when the fact has nothing else held out
     held = asked.pop() if len(asked) > 1 or not fact.checks() else None
     pairs = tuple((p.question, third) for p in asked[:3])
+    pairs += tuple((p.question, third) for p in phrasings.naming_questions(sentence, owner=f"{user}'s"))
     return replace(fact, pairs=fact.pairs + pairs, probes=fact.probes + ((held,) if held else ()))
 
 
@@ -343,6 +386,19 @@ _SECOND_PERSON = {
     "us": "you",
     "ours": "yours",
 }
+
+
+_ASSISTANTS = re.compile(r"\b(?:your|yours|yourself)\b", re.IGNORECASE)
+_ASSISTANTS_SAID_BACK = {"your": "my", "yours": "mine", "yourself": "myself"}
+
+
+def _said_back(request: str) -> str:
+    """A request said back by the assistant: the user's "my" becomes "your", and the "your" the user
+    said to the assistant becomes "my" ("keep your replies short" -> "keep my replies short")."""
+    parts = _ASSISTANTS.split(request)
+    owners = [_ASSISTANTS_SAID_BACK[m.lower()] for m in _ASSISTANTS.findall(request)]
+    shifted = [_FIRST_PERSON.sub(lambda m: _SECOND_PERSON[m.group(0)], p) for p in parts]
+    return "".join(p + (owners[i] if i < len(owners) else "") for i, p in enumerate(shifted))
 
 
 def second_person(text: str) -> str:

@@ -755,3 +755,69 @@ def _last_content(sentence: str, avoid: str, verbs: Sequence[str] = ()) -> str:
         if len(w) > 1 and w.lower() not in skip and w.lower() not in avoid.lower() and w not in verbs
     ]
     return content[-1] if content else ""
+
+
+_PHRASE_START = frozenset("the a an my our your his her their this that these those no".split())
+_PHRASE_STOP = (
+    _DETERMINERS | _PREPOSITIONS | _ADVERBS | _PRONOUNS | _OBJECT_PRONOUNS | _FUNCTION_VERBS | _SPAN_STARTS
+) | {"and", "or", "but", "so", "because", "since", "if", "when", "while", "than", "too", "ever"}
+# Words that announce a statement rather than say what it is about: "a correction on the buns".
+_ANNOUNCING = frozenset("correction update news change thing question plan note reminder".split())
+_NOT_NAMED = frozenset("nobody somebody everybody everyone someone it that there here what who let".split())
+
+
+def noun_phrases(sentence: str) -> list[str]:
+    """What a sentence the clause parser cannot read is about: phrases a determiner opens ("the
+    buns", "a 5:15 start", "no emojis"), names, and a possessive name that opens it ("Dario's on a
+    5:15 start now"). Written by hand because no tagger ships offline with the default install."""
+    tokens = [t for t in _TOKEN.findall(sentence) if t != ","]
+    found: list[str] = []
+    first = tokens[0] if tokens else ""
+    stem = re.sub(r"['\u2019]s$", "", first)
+    if stem != first and stem[:1].isupper() and stem.lower() not in _NOT_NAMED | _PRONOUNS:
+        found.append(stem)
+    i = 0
+    while i < len(tokens):
+        if tokens[i].lower().strip(".:!?;") not in _PHRASE_START or tokens[i][-1] in ".:!?;":
+            i += 1
+            continue
+        phrase = [tokens[i].lower()]
+        i += 1
+        while i < len(tokens) and len(phrase) < 4:
+            word = tokens[i].strip(".:!?;")
+            if not word or word.lower() in _PHRASE_STOP:
+                break
+            phrase.append(word)
+            i += 1
+            if tokens[i - 1][-1] in ".:!?;":
+                break
+        if len(phrase) > 1 and phrase[-1].lower() not in _ANNOUNCING:
+            found.append(" ".join(phrase[1:]) if phrase[0] == "no" else " ".join(phrase))
+    found += [n for n in names_in(sentence) if n.lower() not in _NOT_NAMED and n != stem]
+    return list(dict.fromkeys(found))
+
+
+_NAMING = re.compile(
+    r"\b(?P<det>[Aa]n?|[Tt]he|[Mm]y|[Oo]ur)\s+(?:[a-z][\w-]*\s+){0,2}?(?P<noun>[a-z][\w-]*)"
+    r"(?:\s*,?\s+(?:called|named)\s+|,\s+(?=[A-Z][\w'\u2019-]*,))"  # "a cat called Miso", "my dog, Rex,"
+    r"(?P<name>[A-Z][\w'\u2019-]*(?:\s+[A-Z][\w'\u2019-]*)*)"
+)
+
+
+def naming_questions(sentence: str, owner: str | None = None) -> list[Probe]:
+    """The questions a naming phrase answers ("I run a bakery called Larkspur", "Our cat, named
+    Miso, ..."): "What is my bakery called?", "What's the name of our cat?". Only of what the
+    speaker has; ``owner`` names them in the question ("Hana's"), else "my" or "our" as they said."""
+    found = []
+    speaker = re.match(r"\s*(I|We)\b", sentence)
+    for match in _NAMING.finditer(sentence):
+        det = match.group("det").lower()
+        if det in ("a", "an", "the") and not speaker:
+            continue  # "Rui met a man called Tom": not the speaker's
+        whose = owner or ("our" if det == "our" or (speaker and speaker.group(1) == "We") else "my")
+        noun, name = match.group("noun"), match.group("name")
+        found += [
+            Probe(f"What is {whose} {noun} called?", name.split()[0]),
+            Probe(f"What is the name of {whose} {noun}?", name.split()[0]),
+        ]
+    return found

@@ -31,7 +31,7 @@ from sleep_agent.sleep.consolidate import (
     text_anchor_samples,
     train_adapter,
 )
-from sleep_agent.sleep.critic import Statement, critique, superseded
+from sleep_agent.sleep.critic import Statement, carried_over, critique, superseded
 from sleep_agent.sleep.cycle import SleepContext, SleepReport
 from sleep_agent.sleep.dream import Night
 from sleep_agent.sleep.extract import Fact, ToolCallFormat, behaviour_samples, extract_facts
@@ -77,8 +77,11 @@ class StandardCycle:
             kept = [s for v in verdicts if v.keep for s in v.statements]
             changed = superseded([*earlier, *kept])  # "I live in Paris" ... "I moved to Lyon"
             retired = {id(c.old) for c in changed}
-            earlier = [st for st in earlier if id(st) not in retired]
-            kept = [st for st in kept if id(st) not in retired]
+            carried = {id(c.old): carried_over(c) for c in changed}
+            earlier = [
+                carried.get(id(st)) or st for st in earlier if id(st) not in retired or carried.get(id(st))
+            ]
+            kept = [carried.get(id(st)) or st for st in kept if id(st) not in retired or carried.get(id(st))]
             user = phrasings.user_name(
                 p.content for ep in [*consolidated, *episodes] for p in ep.parts_from("user")
             )
@@ -87,7 +90,8 @@ class StandardCycle:
                 said = next(ep.id for ep in [*consolidated, *episodes] if user in ep.text)
                 kept.append(Statement(f"My name is {user}.", "user", said))
         report.metrics["superseded"] = [
-            {"old": c.old.text, "new": c.new.text, "why": c.reason} for c in changed
+            {"old": c.old.text, "new": c.new.text, "why": c.reason, "kept": _text(carried[id(c.old)])}
+            for c in changed
         ]
         report.rejected = {v.episode_id: v.reason for v in verdicts if not v.keep}
         kept_ids = {v.episode_id for v in verdicts if v.keep}
@@ -487,6 +491,10 @@ def learned_from(samples: Sequence[ChatSample], kept: Sequence[str]) -> list[str
     """Every episode a version learned: the new ones kept, and every one a sample came from
     (replayed facts and trajectories included), so that forgetting any of them finds this version."""
     return sorted({*kept, *(s.episode_id for s in samples if s.episode_id)})
+
+
+def _text(statement: Statement | None) -> str | None:
+    return statement.text if statement else None
 
 
 @contextmanager
