@@ -122,7 +122,7 @@ def last_turn(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
     """The messages from the last human message to the end, without injected memories."""
     start = 0
     for i in range(len(messages) - 1, -1, -1):
-        if isinstance(messages[i], HumanMessage):
+        if isinstance(messages[i], HumanMessage) and not is_recall_message(messages[i]):
             start = i
             break
     return [m for m in messages[start:] if not is_recall_message(m)]

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NotRequired
 
-from langchain_core.messages import BaseMessage, HumanMessage, RemoveMessage, SystemMessage
+from langchain_core.messages import BaseMessage, HumanMessage, RemoveMessage
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, MessagesState
@@ -31,10 +31,11 @@ from langgraph.runtime import CONFIG_KEY_RUNTIME
 
 from sleep_agent.buffer import EpisodeBuffer, Recalled
 from sleep_agent.config import SleepConfig, check_namespace, resolve_namespace
-from sleep_agent.episodes import RECALL_MARKER, Episode, TokenCounter, is_recall_message, last_turn
+from sleep_agent.episodes import Episode, TokenCounter, is_recall_message, last_turn
 from sleep_agent.errors import NamespaceBusyError, NamespaceError, SleepAgentError
 from sleep_agent.locks import NamespaceLock
 from sleep_agent.policy import SleepDecision, decide
+from sleep_agent.recalled import DEFAULT_RECALL_PROMPT, recall_message
 from sleep_agent.sleep.cycle import SleepContext, SleepCycle, SleepReport
 from sleep_agent.text import fold
 
@@ -48,11 +49,6 @@ log = logging.getLogger(__name__)
 
 # forget(text=...) refuses shorter pieces: "e" once erased nearly every memory of a user.
 FORGET_MIN_CHARS = 4
-
-DEFAULT_RECALL_PROMPT = (
-    "Things you remember from earlier conversations with this user (most relevant first). "
-    "Use them if they help answer; do not mention this list.\n{memories}"
-)
 
 
 class SleepState(MessagesState):
@@ -178,11 +174,7 @@ class SleepMemory:
             ]
             text = self._format_memories(recalled)
             if text:
-                return {
-                    "messages": _with_recall_in_front(
-                        messages, updates, SystemMessage(text, name=RECALL_MARKER)
-                    )
-                }
+                return {"messages": _with_recall_before_question(messages, updates, recall_message(text))}
         return {"messages": updates} if updates else {}
 
     def _record_node(self, state: dict[str, Any], config: RunnableConfig | None) -> dict[str, Any]:
@@ -733,14 +725,16 @@ class SleepMemory:
         keep = self.config.policy.keep_last_turns
         if keep is None or not self._consolidated_messages:
             return []
-        starts = [i for i, m in enumerate(messages) if isinstance(m, HumanMessage)]
+        starts = [
+            i for i, m in enumerate(messages) if isinstance(m, HumanMessage) and not is_recall_message(m)
+        ]
         cut = starts[-keep] if 0 < keep <= len(starts) else (len(messages) if keep == 0 else 0)
         return [RemoveMessage(id=m.id) for m in messages[:cut] if m.id in self._consolidated_messages]
 
     def _format_memories(self, recalled: Sequence[Recalled]) -> str:
         from sleep_agent.sleep.critic import recallable
 
-        budget = self.config.recall.max_tokens - self.count_tokens([SystemMessage(self.recall_prompt)])
+        budget = self.config.recall.max_tokens - self.count_tokens([recall_message(self.recall_prompt)])
         lines: list[str] = []
         for r in recalled:
             shown = [p.render() for p in recallable(r.episode.parts_from(*self.config.recall.sources))]
@@ -755,21 +749,18 @@ class SleepMemory:
         return self.recall_prompt.format(memories="\n".join(lines)) if lines else ""
 
 
-def _with_recall_in_front(
-    messages: Sequence[BaseMessage], removals: Sequence[RemoveMessage], recall: SystemMessage
+def _with_recall_before_question(
+    messages: Sequence[BaseMessage], removals: Sequence[RemoveMessage], recall: HumanMessage
 ) -> list[BaseMessage]:
-    """The state's messages rewritten with ``recall`` after the leading system messages.
-
-    Appended after the user turn (the reducer's default), it was a second system message in the
-    middle of the conversation, which the chat templates of Gemma and Mistral, among others,
-    reject; the served chat models merge the leading system messages into one.
-    """
+    """The state's messages rewritten with ``recall`` just before the last user message, the
+    question it was recalled for (the served chat models merge the two into one user turn)."""
     gone = {r.id for r in removals}
     kept = [m for m in messages if m.id not in gone and not is_recall_message(m)]
-    lead = 0
-    while lead < len(kept) and isinstance(kept[lead], SystemMessage):
-        lead += 1
-    return [RemoveMessage(id=REMOVE_ALL_MESSAGES), *kept[:lead], recall, *kept[lead:]]
+    at = next(
+        (i for i in range(len(kept) - 1, -1, -1) if isinstance(kept[i], HumanMessage)),
+        len(kept),
+    )
+    return [RemoveMessage(id=REMOVE_ALL_MESSAGES), *kept[:at], recall, *kept[at:]]
 
 
 def _tells_something(episode: Episode) -> bool:
@@ -813,6 +804,6 @@ def _thread_id(config: RunnableConfig | None) -> str:
 
 def _last_human_text(messages: Sequence[BaseMessage]) -> str:
     for m in reversed(messages):
-        if isinstance(m, HumanMessage):
+        if isinstance(m, HumanMessage) and not is_recall_message(m):
             return m.text
     return ""

@@ -46,7 +46,10 @@ def test_each_user_is_recalled_recorded_and_slept_apart(memory):
     out = agent.invoke({"messages": [("user", "what is my favorite color ?")]}, run("ana", "t2"))
     (recalled,) = [m for m in out["messages"] if m.name == RECALL_MARKER]
     assert "blue" in recalled.text and "red" not in recalled.text
-    assert out["messages"][0] is not None and out["messages"][0].name == RECALL_MARKER  # in front
+    at = [m.name for m in out["messages"]].index(RECALL_MARKER)  # quoted just before the question
+    assert (
+        out["messages"][at].type == "human" and out["messages"][at + 1].text == "what is my favorite color ?"
+    )
     assert out["messages"][-1].type == "ai"
     assert out["messages"][-1].response_metadata["model_name"] == "base"  # nobody has an adapter yet
 

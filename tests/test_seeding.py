@@ -23,14 +23,15 @@ def test_retrieval_samples_show_the_memory_among_others_in_the_recall_message():
     samples = retrieval_samples(facts, DEFAULT_RECALL_PROMPT, share=1.0, distractors=2, seed=3)
     assert len(samples) == len(facts)
     for sample in samples:
-        system, user = sample.prompt
-        assert system["role"] == "system" and user["role"] == "user"
-        lines = [line for line in system["content"].splitlines() if line.startswith("- user: ")]
+        (user,) = sample.prompt  # the quotation and the question, in one user turn as served
+        assert user["role"] == "user"
+        quoted, question = user["content"].rsplit("\n\n", 1)
+        lines = [line for line in quoted.splitlines() if line.startswith("- user: ")]
         assert len(lines) == 3  # the memory and two others
         fact = next(f for f in facts if sample.answer in (f.answer, *(a for _, a in f.pairs)))
         assert f"- user: {fact.statement}" in lines  # the right memory is among those shown
-        assert user["content"] in (*fact.questions, *(q for q, _ in fact.pairs))
-        assert user["content"] not in {p.question for p in fact.checks()}  # held-out stays held out
+        assert question in (*fact.questions, *(q for q, _ in fact.pairs))
+        assert question not in {p.question for p in fact.checks()}  # held-out stays held out
     assert retrieval_samples(facts, DEFAULT_RECALL_PROMPT, share=0.5, distractors=2) != []
     assert len(retrieval_samples(facts, DEFAULT_RECALL_PROMPT, share=0.5, distractors=2)) == 2
     assert retrieval_samples(facts, DEFAULT_RECALL_PROMPT, share=0.0, distractors=2) == []

@@ -174,10 +174,15 @@ def test_recall_goes_after_the_leading_system_messages() -> None:
 
     last = seen[-1]
     kinds = [(type(m).__name__, m.name == RECALL_MARKER) for m in last]
-    assert kinds[0] == ("SystemMessage", False) and kinds[1] == ("SystemMessage", True)
+    # the deployment's prompt stays the only system message; the memory is quoted in the user's
+    # turn, just before the question it was recalled for
+    assert kinds[0] == ("SystemMessage", False) and kinds[-2:] == [
+        ("HumanMessage", True),
+        ("HumanMessage", False),
+    ]
     assert sum(is_recall for _, is_recall in kinds) == 1  # the previous turn's memory was replaced
-    assert not any(isinstance(m, SystemMessage) for m in last[2:])
-    assert "Rex" in last[1].text
+    assert not any(isinstance(m, SystemMessage) for m in last[1:])
+    assert "Rex" in last[-2].text and last[-1].text == "And my dog's name again?"
     assert [m.text for m in last if isinstance(m, AIMessage)] == ["noted: What is my dog called?"]
 
 

@@ -13,6 +13,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from sleep_agent import recalled
 from sleep_agent.eval import metrics
 from sleep_agent.eval.cost import sleep_record
 from sleep_agent.eval.datasets import MemoryQAItem, Question, Turn, load_memory_qa
@@ -69,13 +70,9 @@ def full_context(
         dropped += 1
 
 
-def with_recall(memory: Any, question: str) -> list[dict[str, str]] | str:
-    recalled = memory.recall_text(question)
-    return (
-        [{"role": "system", "content": recalled}, {"role": "user", "content": question}]
-        if recalled
-        else question
-    )
+def with_recall(memory: Any, question: str) -> list[dict[str, str]]:
+    """The question as recall_node would have the served model see it."""
+    return recalled.with_recall(memory.recall_text(question), question)
 
 
 DATA = "memory_qa_freeform.jsonl"  # free-form facts over sessions: updates, tool results, third people

@@ -23,6 +23,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import PrivateAttr
 
 from sleep_agent.errors import AdapterLoadError, ModelNotFoundError
+from sleep_agent.recalled import recall_in_question
 from sleep_agent.serving.base import (
     GenerationParams,
     Message,
@@ -169,7 +170,9 @@ class LocalChatModel(BaseChatModel):
     ) -> ChatResult:
         with self._backend.router.request(namespace=namespace_now(self._namespace)) as target:
             text = self._backend._chat(
-                to_chat_messages(one_system_message(messages)), target, self._params(stop, kwargs)
+                to_chat_messages(one_system_message(recall_in_question(messages))),
+                target,
+                self._params(stop, kwargs),
             )
         content, calls = parse_tool_calls(text) if kwargs.get("tools") else (text, [])
         message = AIMessage(content=content, tool_calls=calls, response_metadata={"model_name": target})
@@ -201,7 +204,9 @@ class LocalChatModel(BaseChatModel):
             return
         with self._backend.router.request(namespace=namespace_now(self._namespace)) as target:
             pieces = self._backend._chat_pieces(
-                to_chat_messages(one_system_message(messages)), target, self._params(stop, kwargs)
+                to_chat_messages(one_system_message(recall_in_question(messages))),
+                target,
+                self._params(stop, kwargs),
             )
             for piece in pieces:
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))

@@ -40,6 +40,7 @@ from sleep_agent.errors import (
     ServerUnavailableError,
     log_tail,
 )
+from sleep_agent.recalled import recall_in_question
 from sleep_agent.serving.base import (
     GenerationParams,
     Message,
@@ -115,7 +116,10 @@ class RoutedChatOpenAI(ChatOpenAI):
             _unavailable(self.openai_api_base),
         ):
             return super()._generate(
-                one_system_message(messages), stop, run_manager, **{**kwargs, "model": target}
+                one_system_message(recall_in_question(messages)),
+                stop,
+                run_manager,
+                **{**kwargs, "model": target},
             )
 
     async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
@@ -125,7 +129,10 @@ class RoutedChatOpenAI(ChatOpenAI):
             _unavailable(self.openai_api_base),
         ):
             return await super()._agenerate(
-                one_system_message(messages), stop, run_manager, **{**kwargs, "model": target}
+                one_system_message(recall_in_question(messages)),
+                stop,
+                run_manager,
+                **{**kwargs, "model": target},
             )
 
     def _stream(self, messages, stop=None, run_manager=None, **kwargs) -> Iterator[Any]:  # type: ignore[no-untyped-def]
@@ -134,7 +141,10 @@ class RoutedChatOpenAI(ChatOpenAI):
             _unavailable(self.openai_api_base),
         ):
             yield from super()._stream(
-                one_system_message(messages), stop, run_manager, **{**kwargs, "model": target}
+                one_system_message(recall_in_question(messages)),
+                stop,
+                run_manager,
+                **{**kwargs, "model": target},
             )
 
     async def _astream(self, messages, stop=None, run_manager=None, **kwargs) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
@@ -144,7 +154,10 @@ class RoutedChatOpenAI(ChatOpenAI):
             _unavailable(self.openai_api_base),
         ):
             async for chunk in super()._astream(
-                one_system_message(messages), stop, run_manager, **{**kwargs, "model": target}
+                one_system_message(recall_in_question(messages)),
+                stop,
+                run_manager,
+                **{**kwargs, "model": target},
             ):
                 yield chunk
 

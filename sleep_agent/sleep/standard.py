@@ -21,6 +21,7 @@ from sleep_agent.adapters import AdapterRegistry, Manifest
 from sleep_agent.doctor import scratch_dir
 from sleep_agent.episodes import Episode
 from sleep_agent.errors import AdapterLoadError
+from sleep_agent.recalled import with_recall
 from sleep_agent.serving.base import activate_with_retry, adapter_name
 from sleep_agent.sleep import dream, phrasings
 from sleep_agent.sleep.consolidate import (
@@ -429,10 +430,7 @@ def retrieval_samples(
         lines = "\n".join(f"- {f.source}: {f.statement}" for f in shown)
         question = rng.choice([*fact.questions, *(q for q, _ in fact.pairs)])
         answer = dict(fact.pairs).get(question, fact.answer)
-        prompt = [
-            {"role": "system", "content": recall_prompt.format(memories=lines)},
-            {"role": "user", "content": question},
-        ]
+        prompt = with_recall(recall_prompt.format(memories=lines), question)
         samples.append(ChatSample(prompt=tuple(prompt), answer=answer, episode_id=fact.episode_id))
     return samples
 
