@@ -156,7 +156,7 @@ def test_astream_reports_the_sleep_to_the_custom_stream() -> None:
     assert any(mode == "updates" and "sleep" in c for mode, c in chunks)
 
 
-def test_recall_goes_after_the_leading_system_messages() -> None:
+def test_recall_is_quoted_just_before_the_question_and_the_prompt_stays_the_only_system_message() -> None:
     memory = users_memory()
     seen: list[list] = []
 

@@ -141,6 +141,8 @@ def run(h: Harness, options: EvalOptions) -> dict[str, Any]:
                 "truncated_questions": truncated,
                 "sleeps": sleeps,
                 "examples": examples[:3],
+                # every answer, for reading what a condition got wrong (same order as the data's questions)
+                "answers": {c: [a.answer for a in asked[c]] for c in CONDITIONS},
             }
         )
     return {
