@@ -74,6 +74,14 @@ def test_a_tool_record_is_asked_field_by_field_and_about_what_it_concerns():
     assert not {p.question for p in held} & {*fact.questions, *asked}  # worded apart, never trained
 
 
+def test_a_thousands_separator_is_part_of_the_value_not_a_new_field():
+    (fact,) = facts_of("invoices: Dairy Lane #DL-9, total £1,200.50, due 30 June")
+    assert (
+        dict(fact.pairs)["What is the total for Dairy Lane #DL-9?"]
+        == "Dairy Lane #DL-9: total £1,200.50 (invoices)."
+    )
+
+
 def test_a_counted_field_is_asked_how_many():
     (fact,) = facts_of("orders: #5521 Bramble Cafe - 40 croissants, 30 kg flour; pickup Saturday 06:15")
     asked = dict(fact.pairs)

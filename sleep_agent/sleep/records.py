@@ -20,7 +20,7 @@ _RECORD = re.compile(
     r":\s+(?P<body>\S.*)$",
     re.DOTALL,
 )
-_FIELD_SPLIT = re.compile(r"\s*(?:[;,]|\s[-\u2013\u2014|]\s)\s*")
+_FIELD_SPLIT = re.compile(r"\s*(?:;|,(?=\s)|\s[-\u2013\u2014|]\s)\s*")  # "£1,200" is one value
 _UNIT = re.compile(r"^(?:[a-z]{1,3}|[a-z]*/[a-z]+|%)$")  # "kg", "km", "m", "/km"
 _TRAILING = frozenset("for of to by with in at on from".split())
 MAX_FIELDS = 6  # questions per record: a long tool dump should not crowd out the rest of the sleep
