@@ -82,6 +82,11 @@ def test_a_thousands_separator_is_part_of_the_value_not_a_new_field():
     )
 
 
+def test_a_capitalised_label_is_a_record_too():
+    (fact,) = facts_of("Race results: Chester Marathon, finish time 3:36:52, place 412")
+    assert "What is the finish time for Chester Marathon?" in dict(fact.pairs)
+
+
 def test_a_counted_field_is_asked_how_many():
     (fact,) = facts_of("orders: #5521 Bramble Cafe - 40 croissants, 30 kg flour; pickup Saturday 06:15")
     asked = dict(fact.pairs)
@@ -96,6 +101,7 @@ def test_a_counted_field_is_asked_how_many():
         "Funny thing: I can't eat gluten, I'm coeliac.",  # a lead-in before a sentence
         "Note to self: the spare key is under the mat.",
         "I bought eggs, milk and bread.",  # a list in prose
+        "Big news: we moved to Leeds, 12 Oak Street, in May.",
     ],
 )
 def test_prose_with_a_colon_or_commas_is_no_record(said):

@@ -22,6 +22,10 @@ _RECORD = re.compile(
 )
 _FIELD_SPLIT = re.compile(r"\s*(?:;|,(?=\s)|\s[-\u2013\u2014|]\s)\s*")  # "£1,200" is one value
 _UNIT = re.compile(r"^(?:[a-z]{1,3}|[a-z]*/[a-z]+|%)$")  # "kg", "km", "m", "/km"
+_PERSONAL = frozenset(
+    "i i'm i've i'd i'll me my we we're we've us our you you're your he he's his him she she's her "
+    "they they're their them it's".split()
+)
 _TRAILING = frozenset("for of to by with in at on from".split())
 MAX_FIELDS = 6  # questions per record: a long tool dump should not crowd out the rest of the sleep
 
@@ -49,8 +53,6 @@ def parse_record(text: str) -> Record | None:
     if not match:
         return None
     label, about, body = match.group("label").strip(), match.group("about"), match.group("body")
-    if len(label.split()) > 1 and label[:1].isupper() and not label.split()[1][:1].isupper():
-        return None  # "Funny thing: I can't eat gluten" is a sentence with a lead-in, not a record
     parts = [p.strip() for p in _FIELD_SPLIT.split(body) if p.strip()]
     if len(parts) < 2 or _reads_as_prose(parts):
         return None
@@ -63,9 +65,11 @@ def parse_record(text: str) -> Record | None:
 
 
 def _reads_as_prose(parts: list[str]) -> bool:
-    """Fields are short; a line whose parts are clauses ("he likes it, so we ...") is prose."""
+    """Fields are short and speak of no one; a line whose parts are clauses ("Funny thing: I can't
+    eat gluten, I'm coeliac") is a sentence after a lead-in."""
     words = [len(p.split()) for p in parts]
-    return max(words) > 9 or sum(words) / len(words) > 6
+    spoken = any(w.lower().strip(".,!?") in _PERSONAL for p in parts for w in p.split())
+    return spoken or max(words) > 9 or sum(words) / len(words) > 6
 
 
 def _without_brackets(text: str) -> str:
