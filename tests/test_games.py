@@ -116,6 +116,16 @@ def test_a_played_game_is_one_episode_whose_training_prompts_are_the_prompts_it_
         held_out.play(game.seeds("test", 1)[0], "test")
         assert len(memory.buffer.episodes("pending")) == 1  # held-out games never reach the memory
 
+        # recalled games are quoted in the opening user turn, never a system message
+        from langchain_core.messages import HumanMessage
+
+        from sleep_agent.recalled import recall_message
+
+        shown = held_out.prompt(
+            [HumanMessage("You are in the kitchen."), recall_message("Quoted: a won game.")]
+        )
+        assert shown == [{"role": "user", "content": "Quoted: a won game.\n\nYou are in the kitchen."}]
+
         assert player.demonstrate(seed)
         demo = [e for e in memory.buffer.episodes("pending") if e.thread_id.startswith("demo-")]
         assert len(demo) == 1 and demo[0].outcome == "success"

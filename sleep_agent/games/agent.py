@@ -24,6 +24,7 @@ from langgraph.graph import END, START, StateGraph
 from sleep_agent.episodes import episode_from_messages, is_recall_message
 from sleep_agent.games.textworld import Fold, Observation, TextGame
 from sleep_agent.nodes import SleepMemory, SleepState
+from sleep_agent.recalled import with_recall
 from sleep_agent.sleep.extract import trajectory_prompt
 from sleep_agent.sleep.standard import CycleConfig
 
@@ -185,12 +186,17 @@ class GamePlayer:
         return update
 
     def prompt(self, messages: list[BaseMessage]) -> list[dict[str, str]]:
-        """What the model sees: recalled games (if any) as a system turn, then the game so far."""
+        """What the model sees: the game so far, with recalled games (if any) quoted in its opening
+        user turn, never as a system message (``sleep_agent/recalled.py``)."""
         game = [m for m in messages if not is_recall_message(m)]
         parts = episode_from_messages(game, namespace=self.memory.config.namespace).parts
         prompt = trajectory_prompt(parts, window=self.window)
         recalled = [str(m.content) for m in messages if is_recall_message(m)]
-        return [{"role": "system", "content": recalled[-1]}, *prompt] if recalled else prompt
+        opening = next((i for i, m in enumerate(prompt) if m["role"] == "user"), None)
+        if not recalled or opening is None:
+            return prompt
+        (quoted,) = with_recall(recalled[-1], prompt[opening]["content"])
+        return [*prompt[:opening], quoted, *prompt[opening + 1 :]]
 
 
 def game_cycle_config(base: CycleConfig | None = None) -> CycleConfig:
