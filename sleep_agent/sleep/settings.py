@@ -195,7 +195,7 @@ class CycleConfig(BaseModel):
         "(None: all); an agent acting from the same window sees what it was trained on",
     )
     max_sample_passes: int | None = Field(
-        1600,
+        1500,
         ge=1,
         description="at most this many samples x epochs per sleep: a sleep over a long conversation "
         "trains fewer epochs instead of taking hours (None: no limit)",
