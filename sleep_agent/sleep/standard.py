@@ -77,12 +77,10 @@ class StandardCycle:
             )
             kept = [s for v in verdicts if v.keep for s in v.statements]
             changed = superseded([*earlier, *kept])  # "I live in Paris" ... "I moved to Lyon"
-            retired = {id(c.old) for c in changed}
+            # a replaced statement leaves, or stays with the new value when it said more ("... at Hallam")
             carried = {id(c.old): carried_over(c) for c in changed}
-            earlier = [
-                carried.get(id(st)) or st for st in earlier if id(st) not in retired or carried.get(id(st))
-            ]
-            kept = [carried.get(id(st)) or st for st in kept if id(st) not in retired or carried.get(id(st))]
+            earlier = [st for st in (carried.get(id(x), x) for x in earlier) if st is not None]
+            kept = [st for st in (carried.get(id(x), x) for x in kept) if st is not None]
             user = phrasings.user_name(
                 p.content for ep in [*consolidated, *episodes] for p in ep.parts_from("user")
             )
