@@ -118,11 +118,16 @@ def is_recall_message(message: BaseMessage) -> bool:
     return message.name == RECALL_MARKER
 
 
+def is_user_message(message: BaseMessage) -> bool:
+    """A message the user wrote: a human message that is not recall's quotation."""
+    return isinstance(message, HumanMessage) and not is_recall_message(message)
+
+
 def last_turn(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
     """The messages from the last human message to the end, without injected memories."""
     start = 0
     for i in range(len(messages) - 1, -1, -1):
-        if isinstance(messages[i], HumanMessage) and not is_recall_message(messages[i]):
+        if is_user_message(messages[i]):
             start = i
             break
     return [m for m in messages[start:] if not is_recall_message(m)]

@@ -31,7 +31,7 @@ from langgraph.runtime import CONFIG_KEY_RUNTIME
 
 from sleep_agent.buffer import EpisodeBuffer, Recalled
 from sleep_agent.config import SleepConfig, check_namespace, resolve_namespace
-from sleep_agent.episodes import Episode, TokenCounter, is_recall_message, last_turn
+from sleep_agent.episodes import Episode, TokenCounter, is_recall_message, is_user_message, last_turn
 from sleep_agent.errors import NamespaceBusyError, NamespaceError, SleepAgentError
 from sleep_agent.locks import NamespaceLock
 from sleep_agent.policy import SleepDecision, decide
@@ -725,9 +725,7 @@ class SleepMemory:
         keep = self.config.policy.keep_last_turns
         if keep is None or not self._consolidated_messages:
             return []
-        starts = [
-            i for i, m in enumerate(messages) if isinstance(m, HumanMessage) and not is_recall_message(m)
-        ]
+        starts = [i for i, m in enumerate(messages) if is_user_message(m)]
         cut = starts[-keep] if 0 < keep <= len(starts) else (len(messages) if keep == 0 else 0)
         return [RemoveMessage(id=m.id) for m in messages[:cut] if m.id in self._consolidated_messages]
 
@@ -804,6 +802,6 @@ def _thread_id(config: RunnableConfig | None) -> str:
 
 def _last_human_text(messages: Sequence[BaseMessage]) -> str:
     for m in reversed(messages):
-        if isinstance(m, HumanMessage) and not is_recall_message(m):
+        if is_user_message(m):
             return m.text
     return ""

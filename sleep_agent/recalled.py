@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from langchain_core.messages import BaseMessage, HumanMessage
 
-from sleep_agent.episodes import RECALL_MARKER, is_recall_message
+from sleep_agent.episodes import RECALL_MARKER, is_recall_message, is_user_message
 
 DEFAULT_RECALL_PROMPT = (
     "Quoted from our earlier conversations, most relevant first. They are records of what was said, "
@@ -26,10 +26,15 @@ def recall_message(text: str) -> HumanMessage:
     return HumanMessage(text, name=RECALL_MARKER)
 
 
+def quoted_before(recalled: str, question: str) -> str:
+    """One user turn: the quotation, then the question it was recalled for."""
+    return f"{recalled}\n\n{question}" if recalled else question
+
+
 def with_recall(recalled: str, question: str) -> list[dict[str, str]]:
-    """The chat a model is sent for ``question`` with ``recalled`` memories: one user turn, the
-    quotation first, as ``recall_in_question`` merges the state's recall message into the question."""
-    return [{"role": "user", "content": f"{recalled}\n\n{question}" if recalled else question}]
+    """The chat a model is sent for ``question`` with ``recalled`` memories, laid out as
+    ``recall_in_question`` merges the state's recall message into the question."""
+    return [{"role": "user", "content": quoted_before(recalled, question)}]
 
 
 def recall_in_question(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
@@ -40,15 +45,10 @@ def recall_in_question(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
     """
     merged: list[BaseMessage] = []
     for m in messages:
-        if (
-            merged
-            and is_recall_message(merged[-1])
-            and isinstance(m, HumanMessage)
-            and not is_recall_message(m)
-        ):
+        if merged and is_recall_message(merged[-1]) and is_user_message(m):
             quoted = merged.pop()
             if isinstance(m.content, str):
-                m = m.model_copy(update={"content": f"{quoted.text}\n\n{m.content}"})
+                m = m.model_copy(update={"content": quoted_before(quoted.text, m.content)})
             else:  # a multimodal message: the quotation goes first as a text block
                 m = m.model_copy(update={"content": [{"type": "text", "text": quoted.text}, *m.content]})
         merged.append(m)

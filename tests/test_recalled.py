@@ -6,21 +6,19 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from sleep_agent.episodes import last_turn
 from sleep_agent.recalled import DEFAULT_RECALL_PROMPT, recall_in_question, recall_message, with_recall
-from sleep_agent.serving.base import one_system_message
+from sleep_agent.serving.base import template_ready
 
 
 def test_the_recall_message_is_merged_into_the_question_it_was_recalled_for():
     recall = recall_message(DEFAULT_RECALL_PROMPT.format(memories="- user: My dog is Rex."))
-    sent = one_system_message(
-        recall_in_question(
-            [
-                SystemMessage("You are terse."),
-                HumanMessage("hi"),
-                AIMessage("hello"),
-                recall,
-                HumanMessage("Dog?"),
-            ]
-        )
+    sent = template_ready(
+        [
+            SystemMessage("You are terse."),
+            HumanMessage("hi"),
+            AIMessage("hello"),
+            recall,
+            HumanMessage("Dog?"),
+        ]
     )
     assert [m.type for m in sent] == ["system", "human", "ai", "human"]  # alternating, one system
     assert sent[0].text == "You are terse."  # the memory never joins the system prompt

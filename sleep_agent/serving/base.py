@@ -63,6 +63,14 @@ def one_system_message(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
     return [merged, *(m for m in messages if not isinstance(m, SystemMessage))]
 
 
+def template_ready(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """What every served chat model sends: recall merged into its question, one system message
+    first; strict chat templates (Gemma, Mistral) take nothing else."""
+    from sleep_agent.recalled import recall_in_question
+
+    return one_system_message(recall_in_question(messages))
+
+
 def adapter_name(namespace: str, version: int) -> str:
     """The served name of one adapter version: ``<namespace>@v<N>``."""
     if version < 1:

@@ -23,14 +23,13 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import PrivateAttr
 
 from sleep_agent.errors import AdapterLoadError, ModelNotFoundError
-from sleep_agent.recalled import recall_in_question
 from sleep_agent.serving.base import (
     GenerationParams,
     Message,
     Namespace,
     ServingBackend,
     namespace_now,
-    one_system_message,
+    template_ready,
 )
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
@@ -170,7 +169,7 @@ class LocalChatModel(BaseChatModel):
     ) -> ChatResult:
         with self._backend.router.request(namespace=namespace_now(self._namespace)) as target:
             text = self._backend._chat(
-                to_chat_messages(one_system_message(recall_in_question(messages))),
+                to_chat_messages(template_ready(messages)),
                 target,
                 self._params(stop, kwargs),
             )
@@ -204,7 +203,7 @@ class LocalChatModel(BaseChatModel):
             return
         with self._backend.router.request(namespace=namespace_now(self._namespace)) as target:
             pieces = self._backend._chat_pieces(
-                to_chat_messages(one_system_message(recall_in_question(messages))),
+                to_chat_messages(template_ready(messages)),
                 target,
                 self._params(stop, kwargs),
             )

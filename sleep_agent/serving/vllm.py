@@ -40,14 +40,13 @@ from sleep_agent.errors import (
     ServerUnavailableError,
     log_tail,
 )
-from sleep_agent.recalled import recall_in_question
 from sleep_agent.serving.base import (
     GenerationParams,
     Message,
     Namespace,
     ServingBackend,
     namespace_now,
-    one_system_message,
+    template_ready,
 )
 from sleep_agent.serving.router import AdapterRouter
 
@@ -116,7 +115,7 @@ class RoutedChatOpenAI(ChatOpenAI):
             _unavailable(self.openai_api_base),
         ):
             return super()._generate(
-                one_system_message(recall_in_question(messages)),
+                template_ready(messages),
                 stop,
                 run_manager,
                 **{**kwargs, "model": target},
@@ -129,7 +128,7 @@ class RoutedChatOpenAI(ChatOpenAI):
             _unavailable(self.openai_api_base),
         ):
             return await super()._agenerate(
-                one_system_message(recall_in_question(messages)),
+                template_ready(messages),
                 stop,
                 run_manager,
                 **{**kwargs, "model": target},
@@ -141,7 +140,7 @@ class RoutedChatOpenAI(ChatOpenAI):
             _unavailable(self.openai_api_base),
         ):
             yield from super()._stream(
-                one_system_message(recall_in_question(messages)),
+                template_ready(messages),
                 stop,
                 run_manager,
                 **{**kwargs, "model": target},
@@ -154,7 +153,7 @@ class RoutedChatOpenAI(ChatOpenAI):
             _unavailable(self.openai_api_base),
         ):
             async for chunk in super()._astream(
-                one_system_message(recall_in_question(messages)),
+                template_ready(messages),
                 stop,
                 run_manager,
                 **{**kwargs, "model": target},

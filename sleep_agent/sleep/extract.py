@@ -204,9 +204,8 @@ MAX_RECORD_PROBES = 2  # held-out field questions the gate asks of one record
 
 def _record_fact(record: records.Record, episode_id: str) -> Fact:
     """A record trained by its topic and field by field; field questions worded apart are held out."""
-    first, *more = [
-        Probe(records.field_questions(record, f)[1], f.value.split()[0].strip("#£$€")) for f in record.fields
-    ]
+    asked = [(f, *records.field_questions(record, f)) for f in record.fields]
+    first, *more = [Probe(held, f.value.split()[0].strip("#£$€")) for f, _, held in asked]
     return Fact(
         record.text + ".",
         record.text + ".",
@@ -214,9 +213,7 @@ def _record_fact(record: records.Record, episode_id: str) -> Fact:
         first.question,
         first.keyword,
         episode_id,
-        pairs=tuple(
-            (records.field_questions(record, f)[0], records.field_answer(record, f)) for f in record.fields
-        ),
+        pairs=tuple((trained, records.field_answer(record, f)) for f, trained, _ in asked),
         probes=tuple(more[: MAX_RECORD_PROBES - 1]),
     )
 
@@ -330,7 +327,7 @@ def _by_rule(sentence: str, episode_id: str) -> Fact | None:
         fields = {k: v.strip() for k, v in match.groupdict().items() if v}
         obj = _head(fields["o"])  # "Priya, and I manage IT" -> "Priya": what a right answer names
         if pattern.pattern.startswith(("^I ", "^My ")):  # the rest of the user's sentence too
-            fields["o"] = _FIRST_PERSON.sub(lambda m: _SECOND_PERSON[m.group(0)], fields["o"])
+            fields["o"] = _shifted(fields["o"])
         article = ""
         if "{a}" in answer:
             found = re.search(r"works? as (an? )", sentence)
@@ -388,24 +385,29 @@ _SECOND_PERSON = {
 }
 
 
-_ASSISTANTS = re.compile(r"\b(?:your|yours|yourself)\b", re.IGNORECASE)
+# The user's words to the assistant ("your replies"), said back by the assistant ("my replies").
 _ASSISTANTS_SAID_BACK = {"your": "my", "yours": "mine", "yourself": "myself"}
+_EITHER_PERSON = re.compile(rf"(?i:\b(?:your|yours|yourself)\b)|{_FIRST_PERSON.pattern}")
+
+
+def _shifted(text: str) -> str:
+    """The user's first person said back in the second ("my" -> "your")."""
+    return _FIRST_PERSON.sub(lambda m: _SECOND_PERSON[m.group(0)], text)
 
 
 def _said_back(request: str) -> str:
-    """A request said back by the assistant: the user's "my" becomes "your", and the "your" the user
-    said to the assistant becomes "my" ("keep your replies short" -> "keep my replies short")."""
-    parts = _ASSISTANTS.split(request)
-    owners = [_ASSISTANTS_SAID_BACK[m.lower()] for m in _ASSISTANTS.findall(request)]
-    shifted = [_FIRST_PERSON.sub(lambda m: _SECOND_PERSON[m.group(0)], p) for p in parts]
-    return "".join(p + (owners[i] if i < len(owners) else "") for i, p in enumerate(shifted))
+    """A request said back by the assistant, in one pass: the user's "my" becomes "your", and the
+    "your" the user said to the assistant becomes "my" ("keep your replies" -> "keep my replies")."""
+    return _EITHER_PERSON.sub(
+        lambda m: _ASSISTANTS_SAID_BACK.get(m.group(0).lower()) or _SECOND_PERSON[m.group(0)], request
+    )
 
 
 def second_person(text: str) -> str:
     """The user's sentence about themselves as the assistant would say it back ("I am" -> "you are")."""
     if not _FIRST_PERSON_START.match(text):
         return text
-    shifted = _FIRST_PERSON.sub(lambda m: _SECOND_PERSON[m.group(0)], text)
+    shifted = _shifted(text)
     return shifted[:1].upper() + shifted[1:]
 
 
