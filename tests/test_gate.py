@@ -144,3 +144,21 @@ def test_the_gate_asks_a_bounded_sample_the_same_for_both_versions():
     for run in seen:
         recall_of(lambda q, run=run: run.append(q) or "", facts, limit=10)
     assert len(seen[0]) == 10 and sorted(seen[0]) == sorted(seen[1])
+
+
+def test_a_candidate_that_plays_held_out_tasks_worse_is_refused_with_the_figures():
+    before, after = Scores(None, None, 12, behaviour=0.5), Scores(None, None, 12, behaviour=0.25)
+    result = decide(before, after, GateConfig())
+    assert not result.accepted and "0.50 -> 0.25" in result.reason
+    assert decide(before, after, GateConfig(max_behaviour_drop=0.25)).accepted
+
+
+def test_a_candidate_that_plays_better_may_lose_a_little_more_of_the_probe():
+    config = GateConfig(max_probe_drop=1, probe_slack_if_better=1)
+    better = decide(Scores(None, None, 14, behaviour=0.2), Scores(None, None, 12, behaviour=0.8), config)
+    assert better.accepted and "0.20 -> 0.80" in better.reason
+    same = decide(Scores(None, None, 14, behaviour=0.5), Scores(None, None, 12, behaviour=0.5), config)
+    assert not same.accepted and "allowed 1" in same.reason
+    worse_probe = decide(Scores(None, None, 14, behaviour=0.2), Scores(None, None, 11, behaviour=0.8), config)
+    assert not worse_probe.accepted  # the slack is bounded too
+    assert decide(Scores(None, None, 14), Scores(None, None, 12), config).reason.startswith("general probe")

@@ -56,6 +56,10 @@ def sleep_record(report: SleepReport) -> dict[str, Any]:
         "before",
         "after",
         "gate_reason",
+        "behaviour_s",
+        "behaviour_samples",
+        "anchor_samples",
+        "epochs",
     )
     return {
         "adapter_version": report.adapter_version,

@@ -87,8 +87,9 @@ class Harness:
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         return len(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
 
-    def cycle(self, seed: int = 0, settings: CycleConfig | None = None) -> Any:
-        """A fresh standard cycle (nothing cached carries over) with ``seed`` for training and dreams."""
+    def cycle(self, seed: int = 0, settings: CycleConfig | None = None, behaviour: Any = None) -> Any:
+        """A fresh standard cycle (nothing cached carries over) with ``seed`` for training and dreams;
+        ``behaviour``: the gate's behaviour check, for an acting agent."""
         from sleep_agent.sleep.standard import CycleConfig, StandardCycle
 
         base = settings or self.cycle_config or CycleConfig()
@@ -98,7 +99,7 @@ class Harness:
                 "dreams": base.dreams.model_copy(update={"seed": seed}),
             }
         )
-        return StandardCycle(config)
+        return StandardCycle(config, behaviour=behaviour)
 
     def memory(
         self,
@@ -109,11 +110,13 @@ class Harness:
         recall_k: int = 4,
         recall: RecallConfig | None = None,
         cycle: CycleConfig | None = None,
+        behaviour: Any = None,
     ) -> SleepMemory:
         """A memory of its own on the shared server, from the base model, sleeping only when told.
 
         ``recall`` replaces the default recall settings (top ``recall_k``, consolidated included);
-        ``cycle`` the harness's cycle settings, for a protocol that trains differently.
+        ``cycle`` the harness's cycle settings, for a protocol that trains differently; ``behaviour``
+        a behaviour check for its gate.
         """
         from langchain_core.messages.utils import count_tokens_approximately
 
@@ -131,7 +134,7 @@ class Harness:
         memory = SleepMemory(
             config,
             backend=self.backend,
-            cycle=self.cycle(seed, cycle),
+            cycle=self.cycle(seed, cycle, behaviour),
             token_counter=count_tokens_approximately,
         )
         self._memories.append(memory)

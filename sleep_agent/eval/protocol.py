@@ -17,12 +17,14 @@ PACKAGE_DATA = Path(__file__).parent / "data"
 
 @dataclass(frozen=True)
 class EvalOptions:
-    """``quick``: a size that runs in minutes; ``seeds``: repeats where the protocol has randomness."""
+    """``quick``: a size that runs in minutes; ``seeds``: repeats where the protocol has randomness;
+    ``env``: the environment an agent protocol plays."""
 
     quick: bool = False
     seeds: int = 1
     data: Path | None = None
     data_dir: Path | None = None
+    env: str | None = None
 
     def size(self, quick: int, full: int) -> int:
         return quick if self.quick else full

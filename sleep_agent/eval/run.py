@@ -18,8 +18,8 @@ from sleep_agent.eval.protocol import EvalOptions
 
 def protocols() -> dict[str, ModuleType]:
     from sleep_agent.eval import (
+        agents,
         dreams,
-        games,
         incorporation,
         memory_qa,
         poisoning,
@@ -36,7 +36,7 @@ def protocols() -> dict[str, ModuleType]:
         "p5": memory_qa,
         "p6": dreams,
         "p7": poisoning,
-        "games": games,
+        "agent": agents,
     }
 
 
@@ -72,12 +72,14 @@ def evaluate(
     progress: bool = True,
     cycle: Any = None,
 ) -> dict[str, Any]:
-    """Run protocol ``name`` (p1..p6); writes ``<name>.json`` and its plots into ``out_dir``."""
+    """Run protocol ``name`` (p1..p7, agent); writes ``<stem>.json`` and its plots into ``out_dir``
+    (the stem is the protocol's name, or for ``agent`` ``agent_<env>``)."""
     table = protocols()
     if name not in table:
         raise ValueError(f"unknown protocol {name!r}: choose one of {', '.join(table)}")
     module = table[name]
     module.check(options)  # bad data fails here, before a minute of server start
+    stem = module.stem(options) if hasattr(module, "stem") else name
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -93,10 +95,11 @@ def evaluate(
     if result["options"].get("data"):
         result["options"]["data"] = Path(result["options"]["data"]).name
     result["model"], result["serving"], result["machine"] = model, serving, machine()
-    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
+    result["file"] = f"{stem}.json"
+    (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2, default=str))
     result["plots"] = [str(p.name) for p in module.plot(result, out_dir)]
-    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
-    (out_dir / f"{name}.md").write_text(markdown(result))
+    (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2, default=str))
+    (out_dir / f"{stem}.md").write_text(markdown(result))
     return result
 
 
@@ -105,8 +108,9 @@ def table_of(result: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
     module = protocols()[result["protocol"]]
     columns, rows = module.table(result)
     seeds = result.get("options", {}).get("seeds", 1)
+    name = module.title(result) if hasattr(module, "title") else module.NAME
     return (
-        f"{module.NAME} ({'quick' if result.get('options', {}).get('quick') else 'full'} size, {seeds} seed(s))",
+        f"{name} ({'quick' if result.get('options', {}).get('quick') else 'full'} size, {seeds} seed(s))",
         columns,
         rows,
     )

@@ -45,6 +45,10 @@ GATE_PROBE: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 Ask = Callable[[str], str]
+ChatAsk = Callable[[list[dict[str, str]]], str]
+# Plays held-out tasks once with each asker (each a model version), side by side, and returns each
+# one's mean task score: an acting agent's gate asks whether it acts better, not only what it knows.
+BehaviourCheck = Callable[[Sequence[ChatAsk]], list[float]]
 TextLogprob = Callable[[str], tuple[float, int]]
 
 
@@ -55,6 +59,7 @@ class Scores:
     probe: int  # general questions answered right
     perplexity: float | None = None  # on the reference text (None when not measured)
     earlier_asked: int = 0  # earlier memories behind ``retention``
+    behaviour: float | None = None  # mean score on held-out tasks (None without a behaviour check)
 
 
 @dataclass(frozen=True)
@@ -170,9 +175,12 @@ def score(
 
 
 def decide(before: Scores, after: Scores, config: GateConfig) -> GateResult:
-    """Accept when recall rises and neither retention nor the probe falls out of bounds.
+    """Accept when recall rises and neither retention, the probe nor behaviour falls out of bounds.
 
-    A sleep with no new facts (behaviour cloning only) has no recall to compare: the bounds alone decide.
+    A sleep with no new facts (behaviour cloning only) has no recall to compare: the bounds alone
+    decide. With a behaviour check, a candidate that plays the held-out tasks worse is refused, and
+    one that plays them better may lose ``probe_slack_if_better`` more probe questions: the tasks
+    are what the agent is for, the probe only a guard against general damage.
     """
     if (
         before.recall is not None
@@ -182,10 +190,22 @@ def decide(before: Scores, after: Scores, config: GateConfig) -> GateResult:
         return GateResult(
             False, f"recall did not rise ({before.recall:.0%} -> {after.recall:.0%})", before, after
         )
-    if before.probe - after.probe > config.max_probe_drop:
+    better = False
+    if before.behaviour is not None and after.behaviour is not None:
+        if before.behaviour - after.behaviour > config.max_behaviour_drop + 1e-9:
+            return GateResult(
+                False,
+                f"plays held-out tasks worse: mean score {before.behaviour:.2f} -> {after.behaviour:.2f} "
+                f"(allowed drop {config.max_behaviour_drop:.2f})",
+                before,
+                after,
+            )
+        better = after.behaviour > before.behaviour + 1e-9
+    allowed_probe = config.max_probe_drop + (config.probe_slack_if_better if better else 0)
+    if before.probe - after.probe > allowed_probe:
         return GateResult(
             False,
-            f"general probe fell {before.probe} -> {after.probe} (allowed {config.max_probe_drop})",
+            f"general probe fell {before.probe} -> {after.probe} (allowed {allowed_probe})",
             before,
             after,
         )
@@ -210,9 +230,12 @@ def decide(before: Scores, after: Scores, config: GateConfig) -> GateResult:
                 before,
                 after,
             )
+    played = ""
+    if before.behaviour is not None and after.behaviour is not None:
+        played = f", held-out tasks {before.behaviour:.2f} -> {after.behaviour:.2f}"
     return GateResult(
         True,
-        f"recall {_pct(before.recall)} -> {_pct(after.recall)}, probe {before.probe} -> {after.probe}",
+        f"recall {_pct(before.recall)} -> {_pct(after.recall)}, probe {before.probe} -> {after.probe}{played}",
         before,
         after,
     )

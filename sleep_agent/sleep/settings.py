@@ -80,6 +80,18 @@ class GateConfig(BaseModel):
         description="earlier memories the candidate may lose however few there are (with 5, a fraction "
         "of 10% would allow none); the larger of the two allowances applies",
     )
+    max_behaviour_drop: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="with a behaviour check (held-out tasks played by both versions): how much of the "
+        "mean task score the candidate may lose",
+    )
+    probe_slack_if_better: int = Field(
+        1,
+        ge=0,
+        description="more probe questions a candidate may lose when it plays the held-out tasks better",
+    )
     max_perplexity_rise: float | None = Field(
         0.10,
         ge=0,
@@ -152,6 +164,12 @@ class CycleConfig(BaseModel):
     )
     gate: GateConfig = Field(default_factory=GateConfig, description="acceptance bounds")
     anchors: bool = Field(True, description="mix the base model's answers to general prompts into training")
+    anchor_ratio: float | None = Field(
+        None,
+        gt=0,
+        description="at most this many anchors per memory sample (None: every anchor); a sleep on a "
+        "handful of trajectories need not train 40 anchors each time",
+    )
     novelty_check: bool = Field(
         False,
         description="ask the served model each new fact first and skip those it already answers right "
@@ -169,6 +187,9 @@ class CycleConfig(BaseModel):
     )
     replay: int = Field(50, ge=0, description="earlier facts replayed per sleep in 'continual' mode")
     answer_tokens: int = Field(32, ge=4, description="tokens generated per gate question")
+    action_tokens: int = Field(
+        48, ge=4, description="tokens generated per action in the gate's behaviour check"
+    )
     reload_attempts: int = Field(
         5,
         ge=1,

@@ -9,11 +9,13 @@ an accepted candidate is published and made active. The memory marks the buffer 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from sleep_agent import progress
@@ -36,7 +38,7 @@ from sleep_agent.sleep.critic import Statement, carried_over, critique, supersed
 from sleep_agent.sleep.cycle import SleepContext, SleepReport
 from sleep_agent.sleep.dream import Night
 from sleep_agent.sleep.extract import Fact, ToolCallFormat, behaviour_samples, extract_facts
-from sleep_agent.sleep.gate import decide, reference_perplexity, score
+from sleep_agent.sleep.gate import BehaviourCheck, decide, reference_perplexity, score
 from sleep_agent.sleep.memo import remembered
 from sleep_agent.sleep.reference import REFERENCE_TEXT
 from sleep_agent.sleep.settings import CycleConfig, LoraTrainConfig
@@ -47,8 +49,9 @@ log = logging.getLogger(__name__)
 class StandardCycle:
     """``SleepMemory(config, cycle=StandardCycle())``; callable as a :class:`SleepCycle`."""
 
-    def __init__(self, config: CycleConfig | None = None) -> None:
+    def __init__(self, config: CycleConfig | None = None, *, behaviour: BehaviourCheck | None = None) -> None:
         self.config = config or CycleConfig()
+        self.behaviour = behaviour  # held-out tasks both versions play at the gate (an acting agent)
         self._anchor_cache: dict[tuple, list[ChatSample]] = {}
         self.last_night: Night | None = None  # the kept dreams of the last sleep that dreamed
 
@@ -135,6 +138,9 @@ class StandardCycle:
             return report
         with _timed(timings, "anchors"):
             anchors = self._anchors(context) if self.config.anchors else []
+            anchors = sized_anchors(
+                anchors, len(memories), self.config.anchor_ratio, self.config.training.seed
+            )
         samples = memories + anchors
         version = registry.next_version()
         name = adapter_name(context.config.namespace, version)
@@ -169,11 +175,14 @@ class StandardCycle:
             with _timed(timings, "load"):
                 backend.load_adapter(name, staged)
             with _timed(timings, "gate"):
-                result = decide(
-                    self._score(context, current, current_dir, new_facts, old_facts),
-                    self._score(context, name, staged, new_facts, old_facts),
-                    self.config.gate,
-                )
+                before = self._score(context, current, current_dir, new_facts, old_facts)
+                after = self._score(context, name, staged, new_facts, old_facts)
+                if self.behaviour is not None:  # part of the gate's time; its own share in metrics
+                    started = time.perf_counter()
+                    played = self.behaviour([self._asker(context, current), self._asker(context, name)])
+                    report.metrics["behaviour_s"] = round(time.perf_counter() - started, 1)
+                    before, after = replace(before, behaviour=played[0]), replace(after, behaviour=played[1])
+                result = decide(before, after, self.config.gate)
             report.metrics.update(result.metrics())
             progress.emit({"stage": "gate", "accepted": result.accepted, "reason": result.reason})
             if self.last_night is not None:  # this sleep dreamed
@@ -350,6 +359,12 @@ class StandardCycle:
             ]
         return self._anchor_cache[key]
 
+    def _asker(self, context: SleepContext, adapter: str | None) -> Callable[[list[dict[str, str]]], str]:
+        """A version's answers to an agent's prompts, for the behaviour check."""
+        backend = context.backend
+        target = adapter or backend.base_name
+        return lambda prompt: backend.chat(prompt, adapter=target, max_tokens=self.config.action_tokens)
+
     def _score(self, context, adapter: str | None, adapter_dir, new: Sequence[Fact], old: Sequence[Fact]):  # noqa: ANN001
         backend = context.backend
         target = adapter or backend.base_name
@@ -369,6 +384,16 @@ class StandardCycle:
             ppl,
             self.config.gate.max_questions,
         )
+
+
+def sized_anchors(
+    anchors: Sequence[ChatSample], memories: int, ratio: float | None, seed: int = 0
+) -> list[ChatSample]:
+    """At most ``ratio`` anchors per memory sample (a fixed sample of them), or all without a ratio."""
+    if ratio is None:
+        return list(anchors)
+    keep = max(1, math.ceil(ratio * memories))
+    return list(anchors) if keep >= len(anchors) else random.Random(seed).sample(list(anchors), keep)
 
 
 def within_budget(training: LoraTrainConfig, samples: int, passes: int | None) -> LoraTrainConfig:

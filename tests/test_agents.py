@@ -1,7 +1,9 @@
-"""The text-game agent: the real TextWorldExpress engine, the real LangGraph player, real sleeps.
+"""The acting agent: the environment protocol, the LangGraph player, real sleeps with the gate's
+behaviour check, and `sleep-agent eval agent`, on the real TextWorldExpress engine (the other
+families' own tests are tests/test_env_*.py; each also plays here through the player).
 
 The player and the protocol run on the tiny Llama served in-process (it plays badly, which is not
-what is tested here: that games are played, recorded, imitated and measured as they should be).
+what is tested here: that tasks are played, recorded, imitated and measured as they should be).
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import json
 import pytest
 from conftest import tiny_config
 
-from sleep_agent.games.agent import GamePlayer, choose, opening
-from sleep_agent.games.textworld import GameSpec, GameUnavailableError, TextGame
+from sleep_agent.envs import Environment, EnvironmentUnavailableError
+from sleep_agent.envs.player import AgentPlayer, choose, opening, written_action
+from sleep_agent.envs.textworld import GameSpec, TextWorld
 
 
 def _engine_missing() -> str | None:
@@ -31,7 +34,9 @@ needs_engine = pytest.mark.skipif(_engine_missing() is not None, reason=str(_eng
 
 @pytest.fixture(scope="module")
 def game():
-    return TextGame(GameSpec(step_limit=6))
+    env = TextWorld(GameSpec(step_limit=6))
+    yield env
+    env.close()
 
 
 def test_a_reply_is_mapped_onto_a_listed_command_the_same_way_every_time():
@@ -43,18 +48,27 @@ def test_a_reply_is_mapped_onto_a_listed_command_the_same_way_every_time():
     assert choose("???", commands) == ("inventory", False)  # nothing shared: the first, never random
 
 
+def test_a_free_form_action_is_the_command_the_reply_writes():
+    quoted = 'call act({"command": "grep -c \\"error\\" log.txt > count.txt"})'
+    assert choose(quoted, []) == ('grep -c "error" log.txt > count.txt', True)
+    assert written_action("```bash\nls -la\n```") == "ls -la"
+    assert written_action("cat notes.txt\nthen more words") == "cat notes.txt"
+    assert written_action("") == ""
+
+
 @needs_engine
 def test_the_walkthrough_wins_and_held_out_games_are_other_games(game):
     train, test = game.seeds("train", 3), game.seeds("test", 3)
     assert not set(train) & set(test)
+    assert isinstance(game, Environment)
     first = game.reset(train[0], "train")
-    assert first.task and first.commands == sorted(first.commands) and not first.done
+    assert first.task and first.actions == sorted(first.actions) and not first.done
     obs = first
     for command in game.walkthrough():
-        assert command in obs.commands
+        assert command in obs.actions
         obs = game.step(command)
     assert obs.won and obs.done and obs.score == 1.0
-    assert f"Commands: {', '.join(first.commands)}" in opening(first)
+    assert f"Actions: {', '.join(first.actions)}" in opening(game, first)
 
 
 @needs_engine
@@ -87,8 +101,8 @@ def test_without_java_the_games_say_how_to_fix_it(monkeypatch):
     import shutil
 
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    with pytest.raises(GameUnavailableError, match="Java 17"):
-        TextGame()
+    with pytest.raises(EnvironmentUnavailableError, match="Java 17"):
+        TextWorld()
 
 
 @needs_engine
@@ -100,19 +114,19 @@ def test_a_played_game_is_one_episode_whose_training_prompts_are_the_prompts_it_
 
     seen: list[list[dict[str, str]]] = []
     with SleepMemory(tiny_config(tiny_model_dir, tmp_path)) as memory:
-        player = GamePlayer(memory, game, recall=False, token_counter=lambda p: seen.append(p) or len(p))
+        player = AgentPlayer(memory, game, recall=False, token_counter=lambda p: seen.append(p) or len(p))
         seed = game.seeds("train", 1)[0]
         result = player.play(seed)
         (episode,) = memory.buffer.episodes("pending")
         assert episode.outcome == ("success" if result.won else "failure")
-        assert result.steps == len(result.commands) == len(seen) == len(result.prompt_tokens)
+        assert result.steps == len(result.actions) == len(seen) == len(result.prompt_tokens)
         # imitated as if it had been won: each training prompt is exactly what the model was shown
         won = episode.model_copy(update={"outcome": "success"})
         samples = behaviour_samples([won], window=player.window)
         assert [list(s.prompt) for s in samples] == seen
-        assert [json.loads(s.answer[len("call act(") : -1])["command"] for s in samples] == result.commands
+        assert [json.loads(s.answer[len("call act(") : -1])["command"] for s in samples] == result.actions
 
-        held_out = GamePlayer(memory, game, recall=True, record=False)
+        held_out = AgentPlayer(memory, game, recall=True, record=False)
         held_out.play(game.seeds("test", 1)[0], "test")
         assert len(memory.buffer.episodes("pending")) == 1  # held-out games never reach the memory
 
@@ -135,40 +149,46 @@ def test_a_played_game_is_one_episode_whose_training_prompts_are_the_prompts_it_
 
 @needs_engine
 @pytest.mark.slow
-def test_eval_games_writes_four_learning_curves_and_sleeps_on_trajectories_only(tmp_path, tiny_model_dir):
+def test_eval_agent_writes_four_learning_curves_and_gates_sleeps_on_held_out_play(tmp_path, tiny_model_dir):
     from sleep_agent.eval.protocol import EvalOptions
     from sleep_agent.eval.run import evaluate, table_of
     from sleep_agent.sleep.consolidate import LoraTrainConfig
     from sleep_agent.sleep.standard import CycleConfig
 
     short = CycleConfig(training=LoraTrainConfig(epochs=1, min_steps=2, batch_size=8), anchors=False)
-    result = evaluate(
-        "games", EvalOptions(quick=True), tmp_path, model=str(tiny_model_dir), serving="local", cycle=short
-    )
-    assert (tmp_path / "games.json").is_file() and (tmp_path / "games_learning_curves.png").is_file()
+    options = EvalOptions(quick=True, env="textworld")
+    result = evaluate("agent", options, tmp_path, model=str(tiny_model_dir), serving="local", cycle=short)
+    assert (tmp_path / "agent_textworld.json").is_file()
+    assert (tmp_path / "agent_textworld_learning_curves.png").is_file()
     blocks, held_out = result["blocks"], result["held_out"]
     curves = result["curves"]
-    assert curves["games"] == [i * result["games_per_block"] for i in range(blocks + 1)]
+    assert curves["tasks"] == [i * result["tasks_per_block"] for i in range(blocks + 1)]
     for condition in ("no_memory", "retrieval", "sleep", "sleep_retrieval"):
         assert len(curves[condition]) == blocks + 1
         assert all(s["won"]["n"] == held_out for s in curves[condition])
         assert all(1 <= s["steps"] <= result["step_limit"] for s in curves[condition])
     (run,) = result["seeds"]
+    assert not set(run["gate_seeds"]) & set(run["train_seeds"])  # the gate plays tasks nobody trained on
     assert len(run["sleeps"]) == blocks
     for sleep in run["sleeps"]:
-        assert sleep.get("facts", 0) == 0  # the game's text is not learned as facts
+        assert sleep.get("facts", 0) == 0  # the task's text is not learned as facts
+        # the gate played its tasks with both versions and its figures decided
+        before, after = sleep["before"]["behaviour"], sleep["after"]["behaviour"]
+        assert before is not None and after is not None
+        assert [len(s) for s in sleep["behaviour_scores"]] == [result["gate_tasks"]] * 2
+        assert "behaviour_s" in sleep
     trained = [g for g in run["training"]["sleep"] if g["won"] or g["demonstrated"]]
     assert run["sleeps"][0]["episodes"] >= len([g for g in trained if g["seed"] in run["train_seeds"][:5]])
-    # retrieval shows past games in the prompt: more tokens per step than playing from the weights
+    # retrieval shows past tasks in the prompt: more tokens per step than playing from the weights
     last = blocks
     assert curves["retrieval"][last]["prompt_tokens"] > curves["sleep"][last]["prompt_tokens"]
     title, columns, rows = table_of(result)
-    assert len(rows) == blocks + 1 and "sleep + retrieval" in " ".join(columns)
+    assert "textworld" in title and len(rows) == blocks + 1 and "sleep + retrieval" in " ".join(columns)
 
 
 @needs_engine
 @pytest.mark.slow
-def test_the_text_games_example_plays_sleeps_and_prints_the_held_out_table(tmp_path, tiny_model_dir):
+def test_the_agent_example_plays_sleeps_and_prints_the_held_out_table(tmp_path, tiny_model_dir):
     import os
     import subprocess
     import sys
@@ -179,11 +199,13 @@ def test_the_text_games_example_plays_sleeps_and_prints_the_held_out_table(tmp_p
     done = subprocess.run(
         [
             sys.executable,
-            str(REPO / "examples" / "text_games" / "play.py"),
+            str(REPO / "examples" / "agents" / "play.py"),
             "--blocks",
             "1",
-            "--games",
+            "--tasks",
             "2",
+            "--gate-tasks",
+            "1",
             "--held-out",
             "2",
             "--home",
@@ -195,6 +217,6 @@ def test_the_text_games_example_plays_sleeps_and_prints_the_held_out_table(tmp_p
         timeout=900,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "Held-out games after each sleep" in done.stdout
-    assert done.stdout.count("game ") >= 2 and "/2" in done.stdout
+    assert "textworld: held-out tasks after each sleep" in done.stdout
+    assert done.stdout.count("task ") >= 2 and "/2" in done.stdout
     assert len(list((tmp_path / "reports" / "player").glob("*.json"))) == 1  # the block's one sleep

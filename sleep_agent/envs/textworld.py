@@ -1,22 +1,17 @@
-"""One text game at a time from TextWorldExpress, reduced to what an agent sees and may do.
+"""Text games from TextWorldExpress, one at a time, as an :class:`~sleep_agent.envs.Environment`.
 
 TextWorldExpress generates its games from a seed, offline, in milliseconds; its train, dev and test
-folds hold different seeds, so games held out for evaluation are new ones of the same family.
+folds hold different seeds, so games held out for evaluation are new ones of the same family. The
+default family is "coin": find the coin in a few rooms and take it.
 """
 
 from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from sleep_agent.errors import SleepAgentError
-
-Fold = Literal["train", "dev", "test"]
-
-
-class GameUnavailableError(SleepAgentError, RuntimeError):
-    """The game engine cannot run here (package or Java missing)."""
+from sleep_agent.envs.base import EnvironmentUnavailableError, Observation, Split
 
 
 @dataclass(frozen=True)
@@ -28,51 +23,38 @@ class GameSpec:
     step_limit: int = 12
 
 
-@dataclass(frozen=True)
-class Observation:
-    """What the agent sees after a step, and how the game stands."""
+class TextWorld:
+    """``game.reset(seed, split)``, then ``game.step(command)`` until ``done``."""
 
-    text: str
-    commands: list[str]
-    score: float
-    won: bool
-    done: bool
-    steps: int
-    task: str = ""
-
-    def prompt_text(self) -> str:
-        """The observation with the commands it allows, as the agent reads it."""
-        return f"{self.text.strip()}\nCommands: {', '.join(self.commands)}"
-
-
-class TextGame:
-    """``game.reset(seed, fold)``, then ``game.step(command)`` until ``done``."""
+    name = "textworld"
+    instruction = "Reply with one action from the list."
 
     def __init__(self, spec: GameSpec | None = None) -> None:
         self.spec = spec or GameSpec()
+        self.step_limit = self.spec.step_limit
         self._env = _start_engine(self.spec.step_limit)
         self._env.load(gameName=self.spec.name, gameParams=self.spec.params)
         self._steps = 0
         self._task = ""
-        self._game: tuple[int, Fold] = (0, "train")
+        self._game: tuple[int, Split] = (0, "train")
         self._state: tuple[str, str] = ("", "")
 
-    def seeds(self, fold: Fold, n: int, offset: int = 0) -> list[int]:
-        """The first ``n`` seeds of a fold (after ``offset``): fixed, so runs repeat exactly."""
+    def seeds(self, split: Split, n: int, offset: int = 0) -> list[int]:
+        """The first ``n`` seeds of a fold (after ``offset``), in the engine's own order."""
         valid = {
             "train": self._env.getValidSeedsTrain,
             "dev": self._env.getValidSeedsDev,
             "test": self._env.getValidSeedsTest,
-        }[fold]()
+        }[split]()
         if offset + n > len(valid):
             raise ValueError(
-                f"the {fold} fold of {self.spec.name} has {len(valid)} seeds, asked for {offset + n}"
+                f"the {split} fold of {self.spec.name} has {len(valid)} seeds, asked for {offset + n}"
             )
         return list(valid[offset : offset + n])
 
-    def reset(self, seed: int, fold: Fold = "train") -> Observation:
-        obs, infos = self._env.reset(seed=seed, gameFold=fold, generateGoldPath=True)
-        self._game = (seed, fold)
+    def reset(self, seed: int, split: Split = "train") -> Observation:
+        obs, infos = self._env.reset(seed=seed, gameFold=split, generateGoldPath=True)
+        self._game = (seed, split)
         self._steps = 0
         self._task = infos["taskDescription"]
         return self._observe(obs, infos)
@@ -92,8 +74,8 @@ class TextGame:
         """
         gold = list(self._env.getGoldActionSequence())
         gold = gold[1:] if gold and gold[0] == "look around" else gold
-        seed, fold = self._game
-        self.reset(seed, fold)
+        seed, split = self._game
+        self.reset(seed, split)
         path: list[str] = []
         states = [self._state]
         for command in gold:
@@ -106,12 +88,15 @@ class TextGame:
                 states.append(self._state)
         if not self._wins(path):
             path = gold
-        self.reset(seed, fold)
+        self.reset(seed, split)
         return path
 
+    def close(self) -> None:
+        self._env.close()
+
     def _wins(self, commands: list[str]) -> bool:
-        seed, fold = self._game
-        obs = self.reset(seed, fold)
+        seed, split = self._game
+        obs = self.reset(seed, split)
         for command in commands:
             obs = self.step(command)
         return obs.won
@@ -125,7 +110,7 @@ class TextGame:
         lost = bool(infos.get("taskfailure"))
         return Observation(
             text=obs,
-            commands=sorted(infos["validActions"]),  # the engine's order varies; sorted, prompts repeat
+            actions=sorted(infos["validActions"]),  # the engine's order varies; sorted, prompts repeat
             score=float(infos.get("score", 0.0)),
             won=won,
             done=won or lost or self._steps >= self.spec.step_limit,
@@ -138,11 +123,11 @@ def _start_engine(step_limit: int) -> Any:
     try:
         from textworld_express import TextWorldExpressEnv
     except ImportError as e:
-        raise GameUnavailableError(
-            "the text games need TextWorldExpress: pip install 'sleep-agent[games]' (or textworld-express)"
+        raise EnvironmentUnavailableError(
+            "the text games need TextWorldExpress: pip install 'sleep-agent[textworld]' (or textworld-express)"
         ) from e
     if shutil.which("java") is None:
-        raise GameUnavailableError(
+        raise EnvironmentUnavailableError(
             "TextWorldExpress runs on Java 17 or newer and no `java` is on PATH: install a JRE "
             "(Debian: apt-get install openjdk-17-jre-headless)"
         )
