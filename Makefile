@@ -37,7 +37,8 @@ bench: model
 
 # Every evaluation protocol at its quick size; results and plots under docs/eval/quick.
 eval-quick: model
-	for p in p1 p2 p3 p4 p5 p6 p7 games; do $(CLI) eval $$p --quick --out docs/eval/quick || exit 1; done
+	for p in p1 p2 p3 p4 p5 p6 p7; do $(CLI) eval $$p --quick --out docs/eval/quick || exit 1; done
+	for e in textworld scienceworld miniwob terminal; do $(CLI) eval agent --env $$e --quick --out docs/eval/agents || exit 1; done
 
 lint: install
 	$(VENV)/bin/ruff check sleep_agent tests examples graphs benchmarks && $(VENV)/bin/ruff format --check sleep_agent tests examples graphs benchmarks

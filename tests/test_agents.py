@@ -220,3 +220,88 @@ def test_the_agent_example_plays_sleeps_and_prints_the_held_out_table(tmp_path, 
     assert "textworld: held-out tasks after each sleep" in done.stdout
     assert done.stdout.count("task ") >= 2 and "/2" in done.stdout
     assert len(list((tmp_path / "reports" / "player").glob("*.json"))) == 1  # the block's one sleep
+
+
+def test_anchors_are_sized_to_the_samples_when_the_cycle_asks():
+    from sleep_agent.sleep.consolidate import ChatSample
+    from sleep_agent.sleep.standard import sized_anchors
+
+    anchors = [ChatSample.qa(f"q{i}", f"a{i}") for i in range(40)]
+    assert sized_anchors(anchors, 12, None) == anchors
+    kept = sized_anchors(anchors, 12, 1.0)
+    assert len(kept) == 12 and set(map(id, kept)) <= set(map(id, anchors))
+    assert kept == sized_anchors(anchors, 12, 1.0)  # the same ones every sleep
+    assert len(sized_anchors(anchors, 100, 1.0)) == 40
+
+
+@needs_engine
+def test_the_gate_plays_both_versions_and_refuses_a_candidate_that_plays_worse(
+    tmp_path, tiny_model_dir, game
+):
+    """A real sleep on the tiny model: the check gets one asker per version, each answering from
+    the served model, and the gate decides on the scores it returns (here set to 'worse')."""
+    from sleep_agent import SleepMemory
+    from sleep_agent.envs import trajectory_cycle_config
+    from sleep_agent.sleep.consolidate import LoraTrainConfig
+    from sleep_agent.sleep.standard import StandardCycle
+
+    replies: list[str] = []
+
+    def worse(asks):
+        prompt = [{"role": "user", "content": "Reply with one word."}]
+        replies.extend(ask(prompt) for ask in asks)
+        return [0.75, 0.25]
+
+    settings = trajectory_cycle_config().model_copy(
+        update={"training": LoraTrainConfig(epochs=1, max_steps=2, batch_size=8), "anchors": False}
+    )
+    with SleepMemory(
+        tiny_config(tiny_model_dir, tmp_path), cycle=StandardCycle(settings, behaviour=worse)
+    ) as memory:
+        player = AgentPlayer(memory, game, recall=False)
+        assert player.demonstrate(game.seeds("train", 1)[0])
+        report = memory.sleep()
+    assert len(replies) == 2 and all(isinstance(r, str) for r in replies)
+    assert report.adapter_version is None
+    assert "plays held-out tasks worse: mean score 0.75 -> 0.25" in report.metrics["gate_reason"]
+    assert report.metrics["before"]["behaviour"] == 0.75 and report.metrics["after"]["behaviour"] == 0.25
+
+
+def _family(name: str):
+    from sleep_agent.envs import make_environment
+
+    try:
+        return make_environment(name)
+    except EnvironmentUnavailableError as e:
+        pytest.skip(f"{name} cannot run here: {e}")
+
+
+@pytest.mark.parametrize("name", ["textworld", "scienceworld", "miniwob", "terminal"])
+def test_every_family_is_played_recorded_and_demonstrated_through_the_player(name, tmp_path, tiny_model_dir):
+    """CI's smoke test of each environment: the tiny model plays a task through the LangGraph
+    player, the task is one recorded episode, and the walkthrough is recorded as a won one whose
+    behaviour-cloning samples are the walkthrough's actions."""
+    from sleep_agent import SleepMemory
+    from sleep_agent.sleep.extract import behaviour_samples
+
+    env = _family(name)
+    try:
+        assert isinstance(env, Environment)
+        with SleepMemory(tiny_config(tiny_model_dir, tmp_path)) as memory:
+            player = AgentPlayer(memory, env, recall=False)
+            seed = env.seeds("train", 1)[0]
+            result = player.play(seed)
+            assert 1 <= result.steps <= env.step_limit and len(result.actions) == result.steps
+            assert 0.0 <= result.score <= 1.0
+            (played,) = memory.buffer.episodes("pending")
+            assert played.outcome == ("success" if result.won else "failure")
+            env.reset(seed, "train")
+            gold = env.walkthrough()
+            assert gold, f"{name} has no walkthrough for train seed {seed}"
+            assert player.demonstrate(seed)
+            demo = next(e for e in memory.buffer.episodes("pending") if e.thread_id.startswith("demo-"))
+            samples = behaviour_samples([demo], window=player.window)
+            taken = [json.loads(s.answer[len("call act(") : -1])["command"] for s in samples]
+            assert taken == gold
+    finally:
+        env.close()

@@ -214,8 +214,9 @@ class AgentPlayer:
 def trajectory_cycle_config(base: CycleConfig | None = None) -> CycleConfig:
     """How an agent that learns to act sleeps: on its won trajectories only (each task's world is
     new, so nothing in its text is worth learning as a fact), one step of history per sample as it
-    prompts, and a training sized for a handful of samples rather than for hundreds of facts:
-    fewer passes at a higher rate, as many anchors as samples. ``base``: other settings to start from.
+    prompts, and a training sized for a handful of samples rather than for hundreds of facts: 10
+    optimiser steps at least rather than 40 (40 steps over 7 samples took 356 s and won no more
+    held-out games), at twice the rate, and as many anchors as samples. ``base``: other settings.
     """
     base = base or CycleConfig()
     return base.model_copy(
@@ -225,7 +226,7 @@ def trajectory_cycle_config(base: CycleConfig | None = None) -> CycleConfig:
             "trajectory_window": WINDOW,
             "anchor_ratio": 1.0,
             "training": base.training.model_copy(
-                update={"max_length": 768, "epochs": 3.0, "learning_rate": 1e-3}
+                update={"max_length": 768, "epochs": 3.0, "min_steps": 10, "learning_rate": 1e-3}
             ),
         }
     )
