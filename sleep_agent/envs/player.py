@@ -26,7 +26,7 @@ from sleep_agent.envs.base import Environment, Observation, Split
 from sleep_agent.episodes import episode_from_messages, is_recall_message
 from sleep_agent.nodes import SleepMemory, SleepState
 from sleep_agent.recalled import with_recall
-from sleep_agent.sleep.extract import trajectory_prompt
+from sleep_agent.sleep.extract import CALL_END, trajectory_prompt
 from sleep_agent.sleep.standard import CycleConfig
 
 TOOL = "act"
@@ -180,7 +180,8 @@ class AgentPlayer:
         if self._ask is None:
             assert self.memory is not None
             model = self.memory.chat_model(max_tokens=self.max_tokens)
-            self._ask = lambda p: str(model.invoke(p).content)
+            # the call ends the reply: what a base model rambles on with after it costs seconds per step
+            self._ask = lambda p: str(model.invoke(p, stop=[CALL_END]).content)
         return self._ask(prompt)
 
     def step(self, state: dict[str, Any]) -> dict[str, Any]:

@@ -541,6 +541,10 @@ def native_action_text(part: EpisodePart, calls: ToolCallFormat) -> str:
     return "\n".join([part.content, *written] if part.content else written)
 
 
+# Where a ``call name({...})`` ends: an agent acting in this form stops generating there.
+CALL_END = "})"
+
+
 def action_text(part: EpisodePart) -> str:
     """What the assistant said, then each tool call as ``call name({...})``."""
     calls = [f"call {c}" for c in part.calls_text()]

@@ -37,7 +37,7 @@ from sleep_agent.sleep.consolidate import (
 from sleep_agent.sleep.critic import Statement, carried_over, critique, superseded
 from sleep_agent.sleep.cycle import SleepContext, SleepReport
 from sleep_agent.sleep.dream import Night
-from sleep_agent.sleep.extract import Fact, ToolCallFormat, behaviour_samples, extract_facts
+from sleep_agent.sleep.extract import CALL_END, Fact, ToolCallFormat, behaviour_samples, extract_facts
 from sleep_agent.sleep.gate import BehaviourCheck, decide, reference_perplexity, score
 from sleep_agent.sleep.memo import remembered
 from sleep_agent.sleep.reference import REFERENCE_TEXT
@@ -363,7 +363,9 @@ class StandardCycle:
         """A version's answers to an agent's prompts, for the behaviour check."""
         backend = context.backend
         target = adapter or backend.base_name
-        return lambda prompt: backend.chat(prompt, adapter=target, max_tokens=self.config.action_tokens)
+        return lambda prompt: backend.chat(
+            prompt, adapter=target, max_tokens=self.config.action_tokens, stop=(CALL_END,)
+        )
 
     def _score(self, context, adapter: str | None, adapter_dir, new: Sequence[Fact], old: Sequence[Fact]):  # noqa: ANN001
         backend = context.backend
