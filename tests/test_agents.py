@@ -23,7 +23,7 @@ def _engine_missing() -> str | None:
     import shutil
 
     if importlib.util.find_spec("textworld_express") is None:
-        return "textworld-express is not installed (make install adds the 'games' extra)"
+        return "textworld-express is not installed (make install adds the 'envs' extra)"
     if shutil.which("java") is None:
         return "no Java on PATH for TextWorldExpress (scripts/install.sh installs it with apt as root)"
     return None
