@@ -94,3 +94,12 @@ def test_web_user_add_prints_a_login_link_whose_token_logs_in_and_remove_revokes
     assert gone.exit_code == 1 and "no web user 'alice'" in gone.output
     bad = runner.invoke(app, ["web-user", "add", "../x", "--home", home])
     assert bad.exit_code == 1 and "letters, digits" in bad.output
+
+
+def test_eval_agent_refuses_an_unknown_environment_and_env_on_another_protocol(tmp_path):
+    wrong = runner.invoke(app, ["eval", "agent", "--env", "atari", "--out", str(tmp_path)])
+    assert wrong.exit_code == 1
+    assert "textworld, scienceworld, miniwob, terminal" in wrong.output
+    misplaced = runner.invoke(app, ["eval", "p1", "--env", "terminal", "--out", str(tmp_path)])
+    assert misplaced.exit_code == 1 and "--env is for the agent protocol" in misplaced.output
+    assert not list(tmp_path.iterdir())  # refused before anything ran
