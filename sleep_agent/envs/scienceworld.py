@@ -5,10 +5,18 @@ thing, focus on it, move it to the red box in the kitchen") takes several rooms 
 score gives partial credit for each subgoal. Its tasks come in numbered variations split by the
 benchmark into train, dev and test, so held-out tasks are new variations of the same tasks.
 
-The default tasks are the short ones: the find-* family and the lifespan-* family, whose gold paths
-take 3-10 steps. Doors start open (the ``openDoors`` simplification: no step is spent opening one)
-and there are no wiring actions (``noElectricalAction``: they are two thirds of the action list and
-none of these tasks uses one).
+The default tasks are the short ones: the find-* family (fetch a living thing, a plant, an animal
+or any object to a box in another room) and the lifespan-* family (focus on the animal that lives
+longest or shortest), whose gold paths take 3-14 steps, 1-9 once the steps that get nowhere are
+cut. Doors start open (the ``openDoors`` simplification: no step is spent opening one) and there
+are no wiring actions (``noElectricalAction``: they are two thirds of the action list and none of
+these tasks uses one).
+
+ScienceWorld names every valid action (hundreds); an observation lists about twenty of them, and
+the room's description comes with the step that enters it, since the agent sees one step back.
+The engine lists a container's contents, and names identical objects, in a different order each
+time a task loads: contents are sorted here and such objects left out of the list, so a seed reads
+the same every time.
 """
 
 from __future__ import annotations
@@ -431,7 +439,7 @@ def _sorted_lines(text: str) -> str:
 
 
 def _sorted_contents(text: str) -> str:
-    """ "containing a, b" with its items sorted; other parentheses ("that is open") as they are."""
+    """Sorts the items of "containing a, b"; leaves other parentheses ("that is open") as they are."""
     if not text.startswith("containing "):
         return text
     return "containing " + ", ".join(sorted(_split_top(text[len("containing ") :])))
