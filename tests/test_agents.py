@@ -302,6 +302,11 @@ def test_every_family_is_played_recorded_and_demonstrated_through_the_player(nam
             demo = next(e for e in memory.buffer.episodes("pending") if e.thread_id.startswith("demo-"))
             samples = behaviour_samples([demo], window=player.window)
             taken = [json.loads(s.answer[len("call act(") : -1])["command"] for s in samples]
-            assert taken == gold
+            # a walkthrough may differ between calls (ScienceWorld draws its gold path anew on each
+            # load): what was recorded is the one demonstrated, and it wins when replayed
+            obs = env.reset(seed, "train")
+            for action in taken:
+                obs = env.step(action)
+            assert obs.won and len(taken) == len(demo.parts) // 2
     finally:
         env.close()
