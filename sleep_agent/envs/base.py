@@ -70,3 +70,18 @@ class Environment(Protocol):
     def close(self) -> None:
         """Free what the environment holds (a browser, a JVM, a work directory)."""
         ...
+
+
+def seeds_in(splits: dict[str, range], split: Split, n: int, offset: int = 0) -> list[int]:
+    """``seeds()`` for a family whose splits are disjoint seed ranges."""
+    seeds = splits[split]
+    if n < 0 or offset < 0 or offset + n > len(seeds):
+        raise ValueError(f"the {split} split has {len(seeds)} seeds, asked for {offset + n}")
+    return list(seeds[offset : offset + n])
+
+
+def check_seed(splits: dict[str, range], split: Split, seed: int) -> None:
+    """Refuse a seed from another split: a held-out task must never be played as a training one."""
+    if seed not in splits[split]:
+        span = splits[split]
+        raise ValueError(f"seed {seed} is not a {split} seed ({span.start}..{span.stop - 1})")

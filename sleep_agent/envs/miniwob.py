@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sleep_agent.envs.base import EnvironmentUnavailableError, Observation, Split
+from sleep_agent.envs.base import EnvironmentUnavailableError, Observation, Split, check_seed, seeds_in
 
 # Tasks a small model can act in through the text view; every one has a walkthrough below.
 DEFAULT_TASKS: tuple[str, ...] = (
@@ -159,20 +159,14 @@ class MiniWoB:
 
     def seeds(self, split: Split, n: int, offset: int = 0) -> list[int]:
         """The first ``n`` seeds of a split after ``offset``; consecutive seeds cycle through the tasks."""
-        seeds = SPLITS[split]
-        if n < 0 or offset < 0 or offset + n > len(seeds):
-            raise ValueError(f"the {split} split has {len(seeds)} seeds, asked for {offset + n}")
-        return list(seeds[offset : offset + n])
+        return seeds_in(SPLITS, split, n, offset)
 
     def task_of(self, seed: int) -> tuple[str, int]:
         """A seed's task and the page's random seed for it."""
         return self.tasks[seed % len(self.tasks)], seed // len(self.tasks)
 
     def reset(self, seed: int, split: Split = "train") -> Observation:
-        if seed not in SPLITS[split]:
-            raise ValueError(
-                f"seed {seed} is not a {split} seed ({SPLITS[split].start}..{SPLITS[split].stop - 1})"
-            )
+        check_seed(SPLITS, split, seed)
         task, variant = self.task_of(seed)
         self._open(task)  # a fresh page every episode: nothing carries over from the last one
         if not self._driver.execute_script(START_EPISODE, f"{task}:{variant}", EPISODE_MS):

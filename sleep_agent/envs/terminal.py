@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sleep_agent.envs.base import EnvironmentUnavailableError, Observation, Split
+from sleep_agent.envs.base import EnvironmentUnavailableError, Observation, Split, check_seed, seeds_in
 
 Condition = tuple[str, bool]
 
@@ -612,20 +612,14 @@ class Terminal:
 
     def seeds(self, split: Split, n: int, offset: int = 0) -> list[int]:
         """The first ``n`` seeds of a split after ``offset``; consecutive seeds cycle through the kinds."""
-        seeds = SPLITS[split]
-        if n < 0 or offset < 0 or offset + n > len(seeds):
-            raise ValueError(f"the {split} split has {len(seeds)} seeds, asked for {offset + n}")
-        return list(seeds[offset : offset + n])
+        return seeds_in(SPLITS, split, n, offset)
 
     def task_of(self, seed: int) -> tuple[str, int]:
         """A seed's kind and variant: the variant seeds the names, contents and values."""
         return self.kinds[seed % len(self.kinds)], seed // len(self.kinds)
 
     def reset(self, seed: int, split: Split = "train") -> Observation:
-        if seed not in SPLITS[split]:
-            raise ValueError(
-                f"seed {seed} is not a {split} seed ({SPLITS[split].start}..{SPLITS[split].stop - 1})"
-            )
+        check_seed(SPLITS, split, seed)
         kind, variant = self.task_of(seed)
         task = KINDS[kind](random.Random(f"{kind}:{variant}"))
         self._remove_dir()
