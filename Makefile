@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 CLI    := $(VENV)/bin/sleep-agent
 STAMP  := $(VENV)/.installed
 
-.PHONY: install model demo test test-all test-fast bench eval-quick lint clean
+.PHONY: install model demo test test-all test-install test-fast bench eval-quick lint clean
 
 $(STAMP): pyproject.toml scripts/install.sh
 	bash scripts/install.sh
@@ -18,17 +18,22 @@ model: install
 demo: model
 	$(PY) examples/sleep_demo.py
 
-# What CI runs: every test but the slowest real-component runs (marked heavy).
+# What CI runs: every test but the slowest real-component runs (marked heavy) and the fresh
+# installs on other Pythons and per extra (marked install). The 15 slowest tests are listed at the end.
 test: model
-	$(PY) -m pytest -v --durations=40 -m "not heavy"
+	$(PY) -m pytest -v --durations=15 -m "not heavy and not install"
 
-# Everything, the heavy runs included (about an hour more on 2 cores).
+# Everything, the heavy runs and fresh installs included (about an hour more on 2 cores).
 test-all: model
-	$(PY) -m pytest -v
+	$(PY) -m pytest -v --durations=15
+
+# Fresh virtual environments: the core on each Python 3.11-3.13 found here, and each extra.
+test-install: model
+	$(PY) -m pytest -v --durations=15 -m install
 
 # Unit tests only: no converted model, no vLLM server.
 test-fast: install
-	$(PY) -m pytest -v -m "not slow and not vllm"
+	$(PY) -m pytest -v -m "not slow and not vllm and not install"
 
 bench: model
 	$(PY) benchmarks/swap_latency.py

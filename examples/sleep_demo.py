@@ -25,6 +25,8 @@ from rich.table import Table
 
 from sleep_agent import RecallConfig, SleepConfig, SleepMemory, SleepPolicy, create_sleep_agent
 from sleep_agent.eval.facts import PersonFact, load_facts, load_probe, probe_score
+from sleep_agent.progress import describe
+from sleep_agent.quiet import quiet_libraries
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 console = Console()
@@ -56,6 +58,20 @@ def examine(graph, facts: list[PersonFact], probe: list) -> dict:  # noqa: ANN00
     }
 
 
+def turn(agent, said: str, thread: dict) -> dict:  # noqa: ANN001
+    """One turn, streamed: the sleep's progress arrives as custom chunks and is shown as it happens."""
+    state: dict = {}
+    with console.status("the agent is answering...") as status:
+        for mode, chunk in agent.stream(
+            {"messages": [("user", said)]}, thread, stream_mode=["values", "custom"]
+        ):
+            if mode == "custom":
+                status.update(f"[magenta]sleeping[/]: {describe(chunk)}")
+            else:
+                state = chunk
+    return state
+
+
 def tell(agent, facts: list[PersonFact], per_conversation: int = 5) -> dict | None:  # noqa: ANN001
     """Tell the facts over several conversations; returns the sleep report if a sleep ran."""
     report = None
@@ -63,7 +79,7 @@ def tell(agent, facts: list[PersonFact], per_conversation: int = 5) -> dict | No
         thread = {"configurable": {"thread_id": f"conversation-{i // per_conversation}"}}
         said = fact.told(i)
         started = time.perf_counter()
-        state = agent.invoke({"messages": [("user", said)]}, thread)
+        state = turn(agent, said, thread)
         reply = state["messages"][-1].content.replace("\n", " ")[:70]
         console.print(f"  [dim]{thread['configurable']['thread_id']}[/] user: {said}\n      agent: {reply}")
         if state.get("sleep_report"):
@@ -78,7 +94,9 @@ def main() -> None:
     )
     parser.add_argument("--facts", type=int, default=20, help="facts to tell (they trigger a sleep)")
     parser.add_argument("--home", type=Path, default=None, help="memory home (default: a fresh temp dir)")
+    parser.add_argument("--verbose", action="store_true", help="show the libraries' warnings and logs")
     args = parser.parse_args()
+    quiet_libraries(args.verbose)
     if not (DATA / "facts_dev.json").exists():
         sys.exit(f"the demo tells facts from {DATA}/facts_dev.json, which is missing")
 

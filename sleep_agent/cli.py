@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from sleep_agent.errors import SleepAgentError
+from sleep_agent.quiet import quiet_libraries
 
 app = typer.Typer(help="Sleepable memory for LangGraph agents.", no_args_is_help=True, add_completion=False)
 console = Console(stderr=True)
@@ -20,6 +21,16 @@ ModelOpt = Annotated[
     str, typer.Option("--model", "-m", help="'default', a Hugging Face model id or a local path")
 ]
 CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="where prepared models are kept")]
+
+
+@app.callback()
+def main(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="show the libraries' warnings, logs and progress bars")
+    ] = False,
+) -> None:
+    """Sleepable memory for LangGraph agents."""
+    quiet_libraries(verbose)
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -194,7 +205,13 @@ def web_cmd(
 
     With no admin yet, one is made and its login link printed; `sleep-agent web-user add` makes more.
     """
-    import uvicorn
+    from sleep_agent.extras import require
+
+    try:
+        uvicorn = require("uvicorn", "sleep-agent web")
+        require("fastapi", "sleep-agent web")
+    except SleepAgentError as exc:
+        raise _fail(exc) from exc
 
     from sleep_agent.chatbot.access import WebUsers
     from sleep_agent.chatbot.web import create_app, hosts_for

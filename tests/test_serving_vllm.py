@@ -340,6 +340,10 @@ def test_one_graph_two_users_conflicting_facts_each_sleeps_into_their_own_adapte
             c for mode, c in chunks if mode == "custom" and c.get("stage") == "consolidate" and "step" in c
         ]
         assert steps and steps[-1]["step"] == 20 and "loss" in steps[-1], chunks
+        answered = [
+            c for mode, c in chunks if mode == "custom" and c.get("stage") == "gate" and "answered" in c
+        ]
+        assert answered and answered[-1]["answered"] == answered[-1]["of"], chunks  # the gate's questions
         (report,) = [c["sleep"]["sleep_report"] for mode, c in chunks if mode == "updates" and "sleep" in c]
         assert report["namespace"] == f"user-{user}" and report["adapter_version"] == 1, report
 

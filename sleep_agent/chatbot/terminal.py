@@ -14,6 +14,7 @@ from rich.console import Console
 
 from sleep_agent.chatbot.session import ChatSession, describe_sleep
 from sleep_agent.errors import SleepAgentError
+from sleep_agent.progress import shown_on
 
 HELP = "/sleep  /forget TEXT  /status  /new  /help  /quit"
 
@@ -36,7 +37,7 @@ def run_terminal(
                 if not _command(session, line, console):
                     break
                 continue
-            with console.status("thinking..."):
+            with console.status("thinking...") as status, shown_on(status):
                 reply = session.send(line, on_sleep=lambda d: _falling_asleep(console, d))
             console.print(f"[cyan]bot[/cyan] ({reply.adapter or 'base'}): {reply.text}")
             if reply.slept is not None:
@@ -51,14 +52,14 @@ def _command(session: ChatSession, line: str, console: Console) -> bool:
     if name in ("/quit", "/exit"):
         return False
     if name == "/sleep":
-        with console.status("sleeping: critic, training, gate..."):
+        with console.status("sleeping...") as status, shown_on(status):
             report = session.sleep()
         _print_sleep(console, session, report)
     elif name == "/forget":
         if not arg.strip():
             console.print("[red]/forget needs the text to forget, e.g. /forget my old address[/red]")
             return True
-        with console.status("forgetting and rebuilding..."):
+        with console.status("forgetting and rebuilding...") as status, shown_on(status):
             result = session.forget(arg.strip())
         console.print(_forgot(result))
     elif name == "/status":

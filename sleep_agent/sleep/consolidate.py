@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sleep_agent.extras import require_training
 from sleep_agent.progress import emit, training_callback
 from sleep_agent.sleep.settings import LoraTrainConfig
 
@@ -154,6 +155,7 @@ def train_adapter(
     A fresh adapter by default; ``start_from`` continues training an existing one (its rank and
     target modules win over ``config``'s). Trainings in one process run one after another.
     """
+    require_training("training an adapter (a sleep)")
     if not _TRAINING.acquire(blocking=False):
         emit({"stage": "consolidate", "waiting": "another sleep in this process is training"})
         _TRAINING.acquire()

@@ -458,7 +458,7 @@ def _within_budget(
 
 
 def ask_all(ask: Ask, prompts: Sequence[str]) -> list[str]:
-    return gate.ask_all(ask, prompts, workers=16)  # teacher prompts are short: a larger batch
+    return gate.ask_all(ask, prompts, workers=16, stage="dream")  # short prompts: a larger batch
 
 
 # -- small text helpers ------------------------------------------------------------------------

@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sleep_agent.answers import says
+from sleep_agent.extras import require_training
+from sleep_agent.progress import emit
 from sleep_agent.sleep.extract import Fact
 from sleep_agent.sleep.reference import REFERENCE_TEXT
 from sleep_agent.sleep.settings import GateConfig
@@ -110,10 +112,18 @@ def probe_in(answers: Sequence[str]) -> int:
     return sum(any(says(a, k) for k in keys) for (_, keys), a in zip(GATE_PROBE, answers, strict=True))
 
 
-def ask_all(ask: Ask, questions: Sequence[str], workers: int = 8) -> list[str]:
-    """Each question through ``ask``, concurrently, so that vLLM answers them in one batch."""
+def ask_all(ask: Ask, questions: Sequence[str], workers: int = 8, *, stage: str = "gate") -> list[str]:
+    """Each question through ``ask``, concurrently, so that vLLM answers them in one batch.
+
+    Progress is emitted from this thread as answers arrive: a graph run's stream writer does not
+    follow work into the pool's threads.
+    """
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(ask, questions))
+        futures = [pool.submit(ask, q) for q in questions]
+        for done, _ in enumerate(as_completed(futures), 1):
+            if done == len(futures) or done % 8 == 0:
+                emit({"stage": stage, "answered": done, "of": len(futures)})
+        return [f.result() for f in futures]
 
 
 def perplexity_of(logprob: TextLogprob, texts: Sequence[str] = REFERENCE_TEXT, workers: int = 8) -> float:
@@ -131,6 +141,7 @@ def reference_perplexity(
     Computed in-process with transformers and peft, not through vLLM: vLLM's prompt-logprobs path
     crashes its engine on CPU when requests with a LoRA adapter are batched.
     """
+    require_training("the gate's perplexity check")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
