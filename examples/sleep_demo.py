@@ -13,6 +13,8 @@ sleep did to general knowledge.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import tempfile
 import time
@@ -95,6 +97,7 @@ def main() -> None:
     parser.add_argument("--facts", type=int, default=20, help="facts to tell (they trigger a sleep)")
     parser.add_argument("--home", type=Path, default=None, help="memory home (default: a fresh temp dir)")
     parser.add_argument("--verbose", action="store_true", help="show the libraries' warnings and logs")
+    parser.add_argument("--out", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
     quiet_libraries(args.verbose)
     if not (DATA / "facts_dev.json").exists():
@@ -128,7 +131,26 @@ def main() -> None:
         with console.status(f"asking {memory.backend.active_adapter or 'the base model'} again..."):
             after = examine(asker, facts, probe)
 
-    show(facts, before, after, report, time.perf_counter() - started)
+    total_s = time.perf_counter() - started
+    show(facts, before, after, report, total_s)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(figures(before, after, report, total_s), indent=2) + "\n")
+
+
+def figures(before: dict, after: dict, report: dict, total_s: float) -> dict:
+    """What the summary shows, for a results file that the README can quote."""
+    return {
+        "facts": len(before["trained"]),
+        "recall_trained": {"before": sum(before["trained"]), "after": sum(after["trained"])},
+        "recall_unseen": {"before": sum(before["unseen"]), "after": sum(after["unseen"])},
+        "general_probe": {"before": before["probe"], "after": after["probe"]},
+        "gate": report["metrics"].get("gate_reason"),
+        "adapter_version": report["adapter_version"],
+        "stages_s": report["timings_s"],
+        "demo_s": round(total_s, 1),
+        "cpus": os.cpu_count(),
+    }
 
 
 def show(facts: list[PersonFact], before: dict, after: dict, report: dict, total_s: float) -> None:
@@ -157,10 +179,11 @@ def show(facts: list[PersonFact], before: dict, after: dict, report: dict, total
     summary.add_row("general probe (of 20)", str(before["probe"]), str(after["probe"]))
     console.print(summary)
     m, t = report["metrics"], report["timings_s"]
+    stages = ", ".join(f"{stage} {s:.0f} s" for stage, s in t.items() if s >= 1)
     console.print(
         f"sleep: {report['episodes_in']} episodes, {len(report['consolidated'])} consolidated, "
         f"{len(report['rejected'])} rejected; gate: {m.get('gate_reason')}; "
-        f"adapter v{report['adapter_version']}; stages (s): {t}"
+        f"adapter v{report['adapter_version']}; {sum(t.values()):.0f} s ({stages})"
     )
     console.print(f"demo finished in {total_s / 60:.1f} min")
 
