@@ -9,6 +9,9 @@ what is tested here: that tasks are played, recorded, imitated and measured as t
 from __future__ import annotations
 
 import json
+import re
+import threading
+import time
 
 import pytest
 from conftest import tiny_config
@@ -310,3 +313,76 @@ def test_every_family_is_played_recorded_and_demonstrated_through_the_player(nam
             assert obs.won and len(taken) == len(demo.parts) // 2
     finally:
         env.close()
+
+
+class _Doors:
+    """The docs' environment (docs/agents.md), counting how many of its kind are in play at once."""
+
+    name, instruction, step_limit = "doors", "Reply with one action from the list.", 3
+    colours = ["red", "green", "blue", "yellow"]
+    in_play = 0
+    most_in_play = 0
+    made = 0
+    lock = threading.Lock()
+
+    def __init__(self) -> None:
+        with _Doors.lock:
+            _Doors.made += 1
+
+    def seeds(self, split, n, offset=0):
+        return list(range(offset, offset + n))
+
+    def reset(self, seed, split="train"):
+        self.goal, self.steps = self.colours[seed % 4], 0
+        with _Doors.lock:
+            _Doors.in_play += 1
+            _Doors.most_in_play = max(_Doors.most_in_play, _Doors.in_play)
+        return self._observe("You stand before four doors.", won=False)
+
+    def step(self, action):
+        time.sleep(0.05)  # a step that takes a while, as a model's does, so the games overlap
+        self.steps += 1
+        won = action == f"open the {self.goal} door"
+        obs = self._observe("It opens." if won else "It is locked.", won)
+        if obs.done:
+            with _Doors.lock:
+                _Doors.in_play -= 1
+        return obs
+
+    def walkthrough(self):
+        return [f"open the {self.goal} door"]
+
+    def close(self):
+        pass
+
+    def _observe(self, text, won):
+        from sleep_agent.envs import Observation
+
+        actions = [f"open the {c} door" for c in self.colours]
+        done = won or self.steps >= self.step_limit
+        return Observation(
+            text, actions, float(won), won, done, self.steps, task=f"Open the {self.goal} door."
+        )
+
+
+def test_the_behaviour_check_plays_every_game_at_once_and_keeps_each_versions_scores():
+    from sleep_agent.envs import BehaviourCheck
+
+    def knows(prompt):  # reads the goal from the task: wins every game
+        goal = re.search(r"Open the (\w+) door", json.dumps(prompt)).group(1)
+        return f"open the {goal} door"
+
+    def guesses_red(prompt):  # wins only the games whose door is red
+        return "open the red door"
+
+    check = BehaviourCheck(_Doors, [0, 1, 2], parallel=6)
+    assert check([guesses_red, knows]) == [pytest.approx(1 / 3), 1.0]
+    assert check.last == [[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]]  # per version, in seed order
+    assert _Doors.most_in_play > 2  # games of both versions overlapped, not one version at a time
+    assert _Doors.made <= 6
+    made = _Doors.made
+    check([knows, knows])  # the next sleep reuses the environments
+    assert _Doors.made == made
+    check.close()
+    with pytest.raises(ValueError, match="parallel"):
+        BehaviourCheck(_Doors, [0], parallel=0)

@@ -2,8 +2,9 @@
 
 A sleep on trajectories has no facts whose recall the gate could compare; what matters is whether
 the agent now acts better. ``StandardCycle(config, behaviour=BehaviourCheck(...))`` makes the gate
-play the same few tasks with both versions, side by side (each in an environment of its own, so
-the server batches their steps), and refuse a candidate that plays worse.
+play the same few tasks with both versions and refuse a candidate that plays worse. Every task of
+every version is played at once, each in an environment of its own, so that the server batches
+their steps: the check lasts about as long as its longest game, not as all of one version's games.
 """
 
 from __future__ import annotations
@@ -32,27 +33,34 @@ class BehaviourCheck:
         *,
         split: Split = "train",
         window: int | None = WINDOW,
+        parallel: int = 6,
     ) -> None:
         if not seeds:
             raise ValueError("a behaviour check needs at least one task seed")
+        if parallel < 1:
+            raise ValueError(f"parallel={parallel}: play at least one task at a time")
         self.make_env = make_env
         self.seeds = list(seeds)
         self.split = split
         self.window = window
+        self.parallel = parallel  # environments in play at once (each may be a process of its own)
         self._idle: list[Environment] = []
         self._lock = threading.Lock()
         self.last: list[list[float]] = []  # each version's per-task scores, for the sleep's report
 
     def __call__(self, asks: Sequence[Ask]) -> list[float]:
-        with ThreadPoolExecutor(max_workers=max(1, len(asks))) as pool:
-            self.last = list(pool.map(self._scores, asks))
+        games = [(ask, seed) for ask in asks for seed in self.seeds]
+        with ThreadPoolExecutor(max_workers=min(self.parallel, len(games))) as pool:
+            scores = list(pool.map(lambda game: self._score(*game), games))
+        n = len(self.seeds)
+        self.last = [scores[i * n : (i + 1) * n] for i in range(len(asks))]
         return [statistics.fmean(s) for s in self.last]
 
-    def _scores(self, ask: Ask) -> list[float]:
+    def _score(self, ask: Ask, seed: int) -> float:
         env = self._borrow()
         try:
             player = AgentPlayer(None, env, recall=False, record=False, ask=ask, window=self.window)
-            return [player.play(seed, self.split).score for seed in self.seeds]
+            return player.play(seed, self.split).score
         finally:
             with self._lock:
                 self._idle.append(env)
