@@ -102,6 +102,12 @@ class ServingConfig(_Config):
     kv_cache_gb: int = Field(2, ge=1, description="KV cache size on CPU (VLLM_CPU_KVCACHE_SPACE)")
     startup_timeout_s: float = Field(600.0, gt=0, description="how long to wait for the server to be healthy")
     request_timeout_s: float = Field(300.0, gt=0, description="timeout of one chat request")
+    max_tokens: int | None = Field(
+        512,
+        ge=1,
+        description="longest reply of the vLLM backend's chat models unless a call asks otherwise (None: up to "
+        "the window; a small model that rambles then fills the context, and context_fraction puts it to sleep)",
+    )
     drain_timeout_s: float = Field(120.0, gt=0, description="how long an old adapter waits for its requests")
     tool_call_parser: str | None = Field(
         "auto",

@@ -20,6 +20,8 @@ import shutil
 import tempfile
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -149,8 +151,9 @@ def export_onnx(cache_dir: Path | None = None) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         scratch = Path(tmp) / target.name
-        # The exporter's notes on axis names and deprecations say nothing to a user.
-        with warnings.catch_warnings():
+        # The exporter's notes (axis names, deprecations, torchvision ops it skips when torchvision
+        # is absent) say nothing to a user: warnings and log records below ERROR are held back.
+        with warnings.catch_warnings(), _logging_below(logging.ERROR):
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 Hidden(network).eval(),  # the wrapper too: exporting in training mode would warn
@@ -168,6 +171,17 @@ def export_onnx(cache_dir: Path | None = None) -> Path:
         os.replace(Path(tmp) / TOKENIZER_FILE, tokenizer_of(target))
         os.replace(scratch, target)  # atomic, and last: the network is only picked up with its tokenizer
     return target
+
+
+@contextmanager
+def _logging_below(level: int) -> Iterator[None]:
+    """Drop log records under ``level`` from every logger while the block runs."""
+    previous = logging.root.manager.disable
+    logging.disable(level - 1)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 def _check_export(onnx_path: Path, tokenizer_file: Path) -> None:

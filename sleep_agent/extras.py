@@ -71,5 +71,7 @@ def require(module: str, purpose: str) -> ModuleType:
 
 def require_training(purpose: str) -> None:
     """Check the ``train`` extra (PyTorch, transformers, peft) before work that needs all three."""
-    for module in ("torch", "transformers", "peft"):
+    # transformers' model code, not only its package: that import is where a mismatched
+    # torchvision fails (the package itself imports lazily)
+    for module in ("torch", "transformers.modeling_utils", "peft"):
         require(module, purpose)

@@ -23,7 +23,7 @@ from typing import Any
 
 from sleep_agent.config import default_cache_dir
 from sleep_agent.errors import ModelNotFoundError, log_tail
-from sleep_agent.extras import require
+from sleep_agent.extras import require, require_training
 
 DEFAULT_MODEL = "default"
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -125,8 +125,8 @@ def prepare_default_model(cache_dir: str | Path | None = None, *, progress: bool
     target = default_model_dir(cache_dir)
     if (target / _COMPLETE_MARKER).is_file() and is_checkpoint_dir(target):
         return target
-    for module in ("torch", "transformers", "gguf"):
-        require(module, "preparing the default model")
+    require_training("preparing the default model")
+    require("gguf", "preparing the default model")
     target.parent.mkdir(parents=True, exist_ok=True)
     # Write into a temporary sibling and rename, so a crash never leaves a half-written model behind.
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))

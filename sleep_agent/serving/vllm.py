@@ -506,6 +506,8 @@ class VLLMServer(ServingBackend):
             raise ServerStartError("the server is not started; call start() before chat_model()")
         kwargs.setdefault("temperature", 0.0)
         kwargs.setdefault("timeout", self.config.request_timeout_s)
+        if self.config.max_tokens is not None:
+            kwargs.setdefault("max_tokens", self.config.max_tokens)
         kwargs.setdefault("http_async_client", httpx.AsyncClient(transport=PerLoopTransport()))
         return RoutedChatOpenAI(
             router=self.router,
