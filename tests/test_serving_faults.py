@@ -203,3 +203,19 @@ def test_a_failed_reload_after_a_forget_rebuild_serves_the_base_model_not_the_ol
 
     monkeypatch.setattr(memory.backend, "activate", outage.real)  # the server is back
     assert memory.reload(attempts=2, backoff_s=0.01) == "alice@v3"
+
+
+def test_replies_are_bounded_by_default_and_a_call_may_ask_for_more_or_no_bound(tmp_path):
+    """A small model left unbounded rambles to the window, and the context trigger then sleeps on the
+    first turn; the vLLM backend's chat models stop at ServingConfig.max_tokens unless asked."""
+    from sleep_agent import ServingConfig
+    from sleep_agent.serving.vllm import VLLMServer, free_port
+
+    attached = {"base_url": f"http://127.0.0.1:{free_port()}"}
+    backend = VLLMServer(tmp_path, config=ServingConfig(**attached), log_dir=tmp_path / "logs")
+    assert backend.chat_model().max_tokens == 512
+    assert backend.chat_model(max_tokens=48).max_tokens == 48
+    unbounded = VLLMServer(
+        tmp_path, config=ServingConfig(**attached, max_tokens=None), log_dir=tmp_path / "logs"
+    )
+    assert unbounded.chat_model().max_tokens is None
