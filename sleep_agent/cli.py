@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from sleep_agent.errors import SleepAgentError
 from sleep_agent.quiet import quiet_libraries
@@ -34,7 +35,7 @@ def main(
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {exc}")
+    console.print(f"[bold red]error:[/] {escape(str(exc))}")  # "[chat]" in a hint is text, not markup
     return typer.Exit(code=1)
 
 

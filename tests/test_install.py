@@ -126,7 +126,7 @@ def test_commands_of_missing_extras_name_the_extra(core_venv, tmp_path):
         text=True,
         timeout=120,
     )
-    assert web.returncode == 1 and "sleep-agent[chat]" in web.stderr, web.stderr
+    assert web.returncode == 1 and "sleep-agent[chat]" in " ".join(web.stderr.split()), web.stderr
     plots = run_in(core_venv, "from sleep_agent.eval.plots import _pyplot; _pyplot()")
     assert "MissingDependencyError" in plots.stderr and "sleep-agent[eval]" in plots.stderr, plots.stderr[
         -2000:
