@@ -28,12 +28,9 @@ EXTRA_OF: dict[str, str] = {
     "fastapi": "chat",
     "uvicorn": "chat",
     "matplotlib": "eval",
-    "langchain": "agents",
-    "textworld_express": "textworld",
-    "scienceworld": "scienceworld",
-    "miniwob": "web",
-    "selenium": "web",
 }
+# The environments (sleep_agent/envs) and the create_agent middleware report their own missing
+# packages (EnvironmentUnavailableError checks Java and Chromium too).
 
 _ADVICE = {
     "cpu": "pip install 'sleep-agent[cpu]' --extra-index-url https://download.pytorch.org/whl/cpu "
