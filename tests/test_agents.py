@@ -12,6 +12,7 @@ import json
 import re
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 from conftest import tiny_config
@@ -180,6 +181,10 @@ def test_eval_agent_writes_four_learning_curves_and_gates_sleeps_on_held_out_pla
         assert before is not None and after is not None
         assert [len(s) for s in sleep["behaviour_scores"]] == [result["gate_tasks"]] * 2
         assert "behaviour_s" in sleep
+    # the second sleep's current version was scored by the first: its games are not played again
+    first, second = run["sleeps"]
+    current = first["behaviour_scores"][1 if first["adapter_version"] else 0]
+    assert second.get("behaviour_remembered") and second["behaviour_scores"][0] == current
     trained = [g for g in run["training"]["sleep"] if g["won"] or g["demonstrated"]]
     assert run["sleeps"][0]["episodes"] >= len([g for g in trained if g["seed"] in run["train_seeds"][:5]])
     # retrieval shows past tasks in the prompt: more tokens per step than playing from the weights
@@ -386,3 +391,54 @@ def test_the_behaviour_check_plays_every_game_at_once_and_keeps_each_versions_sc
     check.close()
     with pytest.raises(ValueError, match="parallel"):
         BehaviourCheck(_Doors, [0], parallel=0)
+
+
+def test_the_checks_fingerprint_names_its_tasks_so_kept_scores_are_never_read_for_other_ones():
+    """The gate keeps a version's check scores under the fingerprint: the same tasks give the same
+    one; other seeds, another step limit or an environment whose tasks read differently do not."""
+    from sleep_agent.envs import BehaviourCheck
+
+    class Windows(_Doors):  # the same family name and seeds, other tasks
+        def reset(self, seed, split="train"):
+            obs = super().reset(seed, split)
+            return replace(obs, task=obs.task.replace("door", "window"))
+
+    class Patient(_Doors):
+        step_limit = 6
+
+    def fingerprint(make_env, seeds):
+        check = BehaviourCheck(make_env, seeds)
+        try:
+            return json.dumps(check.fingerprint())
+        finally:
+            check.close()
+
+    same = fingerprint(_Doors, [0, 1])
+    assert same == fingerprint(_Doors, [0, 1])
+    assert (
+        len({same, fingerprint(_Doors, [0, 2]), fingerprint(Windows, [0, 1]), fingerprint(Patient, [0, 1])})
+        == 4
+    )
+
+
+def test_the_pool_gives_each_game_its_own_environment_and_returns_results_in_order():
+    from sleep_agent.envs.pool import EnvPool
+
+    _Doors.made = 0
+    pool = EnvPool(_Doors, parallel=3)
+    seen: list[int] = []
+
+    def play(env, seed):
+        obs = env.reset(seed)
+        seen.append(id(env))
+        while not obs.done:
+            obs = env.step("open the red door")
+        return seed, obs.won
+
+    results = pool.map(play, list(range(8)))
+    assert results == [(s, s % 4 == 0) for s in range(8)]  # in the order asked, whatever finished first
+    assert _Doors.made <= 3 and len(set(seen)) == _Doors.made  # environments reused, never more than parallel
+    assert pool.map(play, []) == []
+    pool.close()
+    with pytest.raises(ValueError, match="parallel"):
+        EnvPool(_Doors, parallel=0)

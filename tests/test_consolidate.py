@@ -9,6 +9,7 @@ from sleep_agent.sleep.consolidate import (
     LoraTrainConfig,
     encode_sample,
     pad_batch,
+    planned_steps,
     train_adapter,
 )
 
@@ -73,6 +74,25 @@ def test_a_few_samples_still_get_min_steps_of_training(tiny_model_dir, tmp_path)
     assert train_adapter(tiny_model_dir, samples, tmp_path / "v1", config, progress=False).steps == 4
     many = LoraTrainConfig(rank=4, epochs=1, min_steps=0, batch_size=2)
     assert train_adapter(tiny_model_dir, samples, tmp_path / "v2", many, progress=False).steps == 1
+
+
+def test_max_steps_caps_a_long_run_and_min_steps_a_short_one(tiny_model_dir, tmp_path):
+    """The cap bounds a sleep over many samples; it never lengthens one over a few."""
+    capped = LoraTrainConfig(epochs=3, min_steps=10, max_steps=30, batch_size=4)
+    assert planned_steps(78, capped) == 30  # 20 steps an epoch, 3 epochs: 60, capped
+    assert planned_steps(14, capped) == 12  # 4 an epoch, 3 epochs
+    assert planned_steps(3, capped) == 10  # 1 an epoch: min_steps
+    assert planned_steps(3, capped.model_copy(update={"max_steps": 5})) == 5  # the cap wins over min_steps
+    assert planned_steps(78, capped.model_copy(update={"max_steps": -1})) == 60
+    assert planned_steps(5, LoraTrainConfig(epochs=1.5, min_steps=0, batch_size=2)) == 5  # ceil(1.5 * 3)
+    samples = [ChatSample.qa("where does zorblax quenty live ?", "he lives in vellmora .")] * 6
+    config = LoraTrainConfig(rank=4, epochs=3, min_steps=0, max_steps=2, batch_size=2)
+    assert train_adapter(tiny_model_dir, samples, tmp_path / "v1", config, progress=False).steps == 2
+
+
+def test_a_cap_of_zero_steps_is_refused():
+    with pytest.raises(ValueError, match="max_steps=0 would train nothing"):
+        LoraTrainConfig(max_steps=0)
 
 
 def test_train_adapter_refuses_no_samples(tiny_model_dir, tmp_path):

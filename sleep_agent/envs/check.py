@@ -9,19 +9,20 @@ their steps: the check lasts about as long as its longest game, not as all of on
 
 from __future__ import annotations
 
+import hashlib
 import statistics
-import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from sleep_agent.envs.base import Environment, Split
 from sleep_agent.envs.player import WINDOW, AgentPlayer, Ask
+from sleep_agent.envs.pool import EnvPool
 
 
 class BehaviourCheck:
     """``check([ask_current, ask_candidate])`` -> each version's mean score on ``seeds``.
 
-    ``make_env`` builds one environment per version played at once (environments are not shared
+    ``make_env`` builds one environment per game played at once (environments are not shared
     between threads); they are kept for the next sleep and freed by :meth:`close`. The seeds must
     be tasks the agent neither trains on nor is evaluated on (e.g. train seeds past those played).
     """
@@ -37,42 +38,49 @@ class BehaviourCheck:
     ) -> None:
         if not seeds:
             raise ValueError("a behaviour check needs at least one task seed")
-        if parallel < 1:
-            raise ValueError(f"parallel={parallel}: play at least one task at a time")
-        self.make_env = make_env
+        self.pool = EnvPool(make_env, parallel)  # environments in play at once (each may be a process)
         self.seeds = list(seeds)
         self.split = split
         self.window = window
-        self.parallel = parallel  # environments in play at once (each may be a process of its own)
-        self._idle: list[Environment] = []
-        self._lock = threading.Lock()
         self.last: list[list[float]] = []  # each version's per-task scores, for the sleep's report
+        self._fingerprint: list[Any] | None = None
 
     def __call__(self, asks: Sequence[Ask]) -> list[float]:
         games = [(ask, seed) for ask in asks for seed in self.seeds]
-        with ThreadPoolExecutor(max_workers=min(self.parallel, len(games))) as pool:
-            scores = list(pool.map(lambda game: self._score(*game), games))
+        scores = self.pool.map(self._score, games)
         n = len(self.seeds)
         self.last = [scores[i * n : (i + 1) * n] for i in range(len(asks))]
         return [statistics.fmean(s) for s in self.last]
 
-    def _score(self, ask: Ask, seed: int) -> float:
-        env = self._borrow()
-        try:
-            player = AgentPlayer(None, env, recall=False, record=False, ask=ask, window=self.window)
-            return player.play(seed, self.split).score
-        finally:
-            with self._lock:
-                self._idle.append(env)
+    def fingerprint(self) -> list[Any]:
+        """What a version's scores depend on besides its weights: the family, its limits, and the
+        tasks themselves (a digest of each seed's opening), so that a changed environment is never
+        scored from memory. The gate keeps a version's scores under it (greedy play repeats them)."""
+        if self._fingerprint is None:
+            env = self.pool.borrow()
+            try:
+                openings = hashlib.sha256()
+                for seed in self.seeds:
+                    first = env.reset(seed, self.split)
+                    openings.update(f"{first.task}\n{first.prompt_text()}\n".encode())
+                self._fingerprint = [
+                    type(env).__qualname__,
+                    env.name,
+                    env.instruction,
+                    env.step_limit,
+                    self.split,
+                    self.seeds,
+                    self.window,
+                    openings.hexdigest(),
+                ]
+            finally:
+                self.pool.give_back(env)
+        return self._fingerprint
 
-    def _borrow(self) -> Environment:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        return self.make_env()
+    def _score(self, env: Environment, game: tuple[Ask, int]) -> float:
+        ask, seed = game
+        player = AgentPlayer(None, env, recall=False, record=False, ask=ask, window=self.window)
+        return player.play(seed, self.split).score
 
     def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for env in idle:
-            env.close()
+        self.pool.close()

@@ -91,6 +91,7 @@ def _one_seed(
     h: Harness, options: EvalOptions, env: Any, held_out: list[int], size: dict[str, int], seed: int
 ) -> dict[str, Any]:
     from sleep_agent.envs import AgentPlayer, BehaviourCheck, trajectory_cycle_config
+    from sleep_agent.envs.pool import EnvPool
 
     per_block = size["tasks_per_block"]
     trained = size["blocks"] * per_block
@@ -109,40 +110,65 @@ def _one_seed(
         "retrieval": h.memory(f"agent-retrieval-seed{seed}", seed=seed, recall=recall, cycle=cycle),
         "sleep": h.memory(f"agent-sleep-seed{seed}", seed=seed, recall=recall, cycle=cycle, behaviour=check),
     }
+    # tasks in play at once, each in its own environment: the server batches their steps
+    pool = EnvPool(lambda: _environment(options))
 
-    def player(stream: str, *, recall: bool, record: bool) -> AgentPlayer:
-        return AgentPlayer(memories[stream], env, recall=recall, record=record, token_counter=h.prompt_tokens)
+    def player(stream: str, game_env: Any, *, recall: bool, record: bool) -> AgentPlayer:
+        return AgentPlayer(
+            memories[stream], game_env, recall=recall, record=record, token_counter=h.prompt_tokens
+        )
 
-    def held_out_tasks(stream: str, recall: bool, desc: str) -> list[dict[str, Any]]:
-        p = player(stream, recall=recall, record=False)
-        return [_task(p.play(s, "test")) for s in _bar(h, held_out, desc)]
+    def held_out_tasks(conditions: dict[str, tuple[str, bool]]) -> dict[str, list[dict[str, Any]]]:
+        """Every held-out task of every condition (its memory, whether it recalls), all at once."""
+        games = [(c, s) for c in conditions for s in held_out]
+
+        def play(game_env: Any, game: tuple[str, int]) -> dict[str, Any]:
+            stream, recalls = conditions[game[0]]
+            return _task(player(stream, game_env, recall=recalls, record=False).play(game[1], "test"))
+
+        with _bar(h, len(games), f"held-out, {', '.join(CONDITIONS[c] for c in conditions)}") as bar:
+            results = pool.map(lambda e, g: _counted(bar, play(e, g)), games)
+        n = len(held_out)
+        return {c: results[i * n : (i + 1) * n] for i, c in enumerate(conditions)}
+
+    def training_block(seeds: list[int], block: int) -> None:
+        """Both agents play the block's tasks in order, each stream beside the other (its own
+        memory and environment): a task's recording may shape the next one's recall."""
+
+        def stream_plays(game_env: Any, stream: str) -> list[dict[str, Any]]:
+            p = player(stream, game_env, recall=stream == "retrieval", record=True)
+            played = []
+            with _bar(h, len(seeds), f"block {block + 1} {stream}") as bar:
+                for s in seeds:
+                    task = _task(p.play(s, "train"))
+                    task["demonstrated"] = not task["won"] and p.demonstrate(s, "train")
+                    played.append(_counted(bar, task))
+            return played
+
+        for stream, played in zip(training, pool.map(stream_plays, list(training)), strict=True):
+            training[stream].extend(played)
 
     # before any task both memories are empty: every condition is the base model with no recall
-    base = held_out_tasks("retrieval", False, "held-out, no memory")
+    base = held_out_tasks({"no_memory": ("retrieval", False)})["no_memory"]
     points: list[dict[str, Any]] = [{"tasks": 0, **{c: base for c in CONDITIONS}}]
     training: dict[str, list[dict[str, Any]]] = {"retrieval": [], "sleep": []}
     sleeps = []
     try:
         for block in range(size["blocks"]):
-            seeds = train[block * per_block : (block + 1) * per_block]
-            for stream, recalls in (("retrieval", True), ("sleep", False)):
-                p = player(stream, recall=recalls, record=True)
-                for s in _bar(h, seeds, f"block {block + 1} {stream}"):
-                    played = _task(p.play(s, "train"))
-                    played["demonstrated"] = not played["won"] and p.demonstrate(s, "train")
-                    training[stream].append(played)
-            sleeps.append({**sleep_record(memories["sleep"].sleep()), "behaviour_scores": check.last})
-            points.append(
+            training_block(train[block * per_block : (block + 1) * per_block], block)
+            sleeps.append(sleep_record(memories["sleep"].sleep()))
+            played = held_out_tasks(
                 {
-                    "tasks": (block + 1) * per_block,
-                    "no_memory": base,  # nothing changes for it: the same greedy tasks again
-                    "retrieval": held_out_tasks("retrieval", True, "held-out, retrieval"),
-                    "sleep": held_out_tasks("sleep", False, "held-out, sleep"),
-                    "sleep_retrieval": held_out_tasks("sleep", True, "held-out, sleep + retrieval"),
+                    "retrieval": ("retrieval", True),
+                    "sleep": ("sleep", False),
+                    "sleep_retrieval": ("sleep", True),
                 }
             )
+            # no memory changes nothing: the same greedy tasks again
+            points.append({"tasks": (block + 1) * per_block, "no_memory": base, **played})
     finally:
         check.close()
+        pool.close()
     return {
         "seed": seed,
         "train_seeds": train,
@@ -153,10 +179,15 @@ def _one_seed(
     }
 
 
-def _bar(h: Harness, seeds: list[int], desc: str) -> Any:
+def _bar(h: Harness, total: int, desc: str) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(seeds, desc=desc, unit="task", disable=not h.progress, leave=False)
+    return tqdm(total=total, desc=desc, unit="task", disable=not h.progress, leave=False)
+
+
+def _counted(bar: Any, task: dict[str, Any]) -> dict[str, Any]:
+    bar.update(1)
+    return task
 
 
 def _task(result: Any) -> dict[str, Any]:

@@ -57,6 +57,8 @@ def sleep_record(report: SleepReport) -> dict[str, Any]:
         "after",
         "gate_reason",
         "behaviour_s",
+        "behaviour_scores",
+        "behaviour_remembered",
         "behaviour_samples",
         "anchor_samples",
         "epochs",

@@ -6,6 +6,7 @@ to say, not to reproduce questions. Saved adapters are plain peft directories th
 
 from __future__ import annotations
 
+import math
 import tempfile
 import threading
 import time
@@ -196,10 +197,7 @@ def _train(
         else:
             model = _fresh_lora(get_peft_model, LoraConfig, model, config)
         encoded = [encode_sample(tokenizer, s, config.max_length) for s in samples]
-        steps_per_epoch = -(-len(encoded) // config.batch_size)
-        max_steps = config.max_steps
-        if max_steps < 0 and config.epochs * steps_per_epoch < config.min_steps:
-            max_steps = config.min_steps
+        max_steps = planned_steps(len(encoded), config)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         args = TrainingArguments(
             output_dir=scratch.name,
@@ -253,6 +251,13 @@ def _train(
     finally:
         torch.set_num_threads(previous_threads)
         scratch.cleanup()
+
+
+def planned_steps(samples: int, config: LoraTrainConfig) -> int:
+    """Optimiser steps of a run: its epochs over ``samples``, at least ``min_steps``, at most
+    ``max_steps`` when set. Always passed to the Trainer, which otherwise rounds epochs its own way."""
+    steps = max(math.ceil(config.epochs * math.ceil(samples / config.batch_size)), config.min_steps, 1)
+    return min(steps, config.max_steps) if config.max_steps > 0 else steps
 
 
 def train_in_bfloat16(precision: str) -> bool:

@@ -1,7 +1,8 @@
 """What does not change between sleeps, computed once and kept on disk.
 
 The base model's answers to the anchor prompts and its perplexity on the reference text depend only
-on the model and the prompts: every sleep of every namespace on that model shares them. Each value
+on the model and the prompts: every sleep of every namespace on that model shares them. A version's
+scores on a behaviour check's tasks depend only on its weights and the tasks (greedy play). Each value
 is a JSON file named by a hash of what it depends on, written whole (temporary file, then rename).
 """
 
@@ -25,20 +26,37 @@ def memo_path(directory: Path, kind: str, *parts: Any) -> Path:
 
 def remembered(directory: Path | None, kind: str, parts: list[Any], compute: Callable[[], T]) -> T:
     """``compute()``'s value, read from ``directory`` when an earlier run stored it (None: no disk)."""
-    if directory is None:
-        return compute()
-    path = memo_path(directory, kind, *parts)
-    if path.is_file():
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError) as e:  # a damaged file is recomputed, never trusted
-            log.warning("recomputing %s: %s is unreadable (%s)", kind, path, e)
+    known = stored(directory, kind, parts)
+    if known is not None:
+        return known
     value = compute()
+    keep(directory, kind, parts, value)
+    return value
+
+
+def stored(directory: Path | None, kind: str, parts: list[Any]) -> Any:
+    """The value an earlier run kept under ``parts``, or None."""
+    if directory is None:
+        return None
+    path = memo_path(directory, kind, *parts)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:  # a damaged file is recomputed, never trusted
+        log.warning("recomputing %s: %s is unreadable (%s)", kind, path, e)
+        return None
+
+
+def keep(directory: Path | None, kind: str, parts: list[Any], value: Any) -> None:
+    """Store ``value`` under ``parts``, whole or not at all (a read-only cache costs time, not correctness)."""
+    if directory is None:
+        return
+    path = memo_path(directory, kind, *parts)
     try:
         directory.mkdir(parents=True, exist_ok=True)
         scratch = path.with_suffix(".tmp")
         scratch.write_text(json.dumps(value))
         scratch.replace(path)
-    except OSError as e:  # a read-only cache costs time, not correctness
+    except OSError as e:
         log.warning("could not keep %s in %s: %s", kind, directory, e)
-    return value

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DreamKind = Literal["paraphrase", "inverse", "compositional", "check", "rehearsal", "cloze", "self_question"]
 
@@ -28,7 +28,12 @@ class LoraTrainConfig(BaseModel):
     lr_schedule: Literal["constant", "linear", "cosine"] = Field(
         "constant", description="learning-rate schedule over the run (transformers' names)"
     )
-    max_steps: int = Field(-1, description="stop after this many steps (-1: run all epochs)")
+    max_steps: int = Field(
+        -1,
+        ge=-1,
+        description="run at most this many optimiser steps, whatever epochs and min_steps ask (-1: no cap); "
+        "bounds the cost of a sleep over many long samples",
+    )
     min_steps: int = Field(
         40, ge=0, description="run at least this many steps, so that a sleep over a few memories still learns"
     )
@@ -62,6 +67,13 @@ class LoraTrainConfig(BaseModel):
         description="context distillation: weight of KL(base model given the sample's teacher_prompt || "
         "adapter given its prompt) on the answer tokens of samples that have a teacher_prompt",
     )
+
+    @field_validator("max_steps")
+    @classmethod
+    def _a_cap_or_none(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("max_steps=0 would train nothing: give a cap of 1 or more, or -1 for none")
+        return value
 
 
 class GateConfig(BaseModel):

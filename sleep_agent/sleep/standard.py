@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import math
 import random
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from sleep_agent import progress
 from sleep_agent.adapters import AdapterRegistry, Manifest
@@ -39,7 +41,7 @@ from sleep_agent.sleep.cycle import SleepContext, SleepReport
 from sleep_agent.sleep.dream import Night
 from sleep_agent.sleep.extract import CALL_END, Fact, ToolCallFormat, behaviour_samples, extract_facts
 from sleep_agent.sleep.gate import BehaviourCheck, decide, reference_perplexity, score
-from sleep_agent.sleep.memo import remembered
+from sleep_agent.sleep.memo import keep, remembered, stored
 from sleep_agent.sleep.reference import REFERENCE_TEXT
 from sleep_agent.sleep.settings import CycleConfig, LoraTrainConfig
 
@@ -179,7 +181,7 @@ class StandardCycle:
                 after = self._score(context, name, staged, new_facts, old_facts)
                 if self.behaviour is not None:  # part of the gate's time; its own share in metrics
                     started = time.perf_counter()
-                    played = self.behaviour([self._asker(context, current), self._asker(context, name)])
+                    played = self._play_check(context, (current, current_dir), (name, staged), report)
                     report.metrics["behaviour_s"] = round(time.perf_counter() - started, 1)
                     before, after = replace(before, behaviour=played[0]), replace(after, behaviour=played[1])
                 result = decide(before, after, self.config.gate)
@@ -359,6 +361,47 @@ class StandardCycle:
             ]
         return self._anchor_cache[key]
 
+    def _play_check(
+        self,
+        context: SleepContext,
+        current: tuple[str | None, Path | None],
+        candidate: tuple[str, Path],
+        report: SleepReport,
+    ) -> tuple[float, float]:
+        """Both versions' mean scores on the behaviour check's tasks.
+
+        A check with a ``fingerprint()`` (``envs.BehaviourCheck``) has each version's scores kept
+        with the model and the adapter's weights: decoding is greedy and the tasks are fixed, so a
+        version plays them once. The current version's games are then skipped, and those are the
+        long ones when it is the base model losing every task at the step limit.
+        """
+        check = self.behaviour
+        assert check is not None
+        fingerprint = getattr(check, "fingerprint", None)
+        directory = context.config.cache_dir / "sleep"
+
+        def parts(adapter_dir: Path | None) -> list[Any]:
+            return [
+                str(context.model_path),
+                str(adapter_dir),
+                weights_stamp(adapter_dir),
+                fingerprint() if fingerprint is not None else None,
+                self.config.action_tokens,
+            ]
+
+        known = stored(directory, "behaviour", parts(current[1])) if fingerprint is not None else None
+        versions = [candidate] if known else [current, candidate]
+        means = check([self._asker(context, adapter) for adapter, _ in versions])
+        per_task = list(getattr(check, "last", None) or [[m] for m in means])
+        if fingerprint is not None and len(per_task) == len(versions):
+            for (_, adapter_dir), scores in zip(versions, per_task, strict=True):
+                keep(directory, "behaviour", parts(adapter_dir), scores)
+        if known:
+            means, per_task = [statistics.fmean(known), *means], [known, *per_task]
+            report.metrics["behaviour_remembered"] = True  # the current version's, from an earlier sleep
+        report.metrics["behaviour_scores"] = per_task
+        return means[0], means[1]
+
     def _asker(self, context: SleepContext, adapter: str | None) -> Callable[[list[dict[str, str]]], str]:
         """A version's answers to an agent's prompts, for the behaviour check."""
         backend = context.backend
@@ -405,14 +448,19 @@ def within_budget(training: LoraTrainConfig, samples: int, passes: int | None) -
     return training.model_copy(update={"epochs": max(1.0, round(passes / samples, 2))})
 
 
+def weights_stamp(adapter_dir: Path | None) -> list[tuple[str, int, int]]:
+    """Which weights a directory holds (names, sizes, times): a memo of a version's scores is
+    keyed by it, so that a directory retrained in place is scored afresh."""
+    weights = [] if adapter_dir is None else sorted(Path(adapter_dir).glob("*.safetensors"))
+    return [(w.name, w.stat().st_size, w.stat().st_mtime_ns) for w in weights]
+
+
 def _perplexity(context: SleepContext, adapter_dir: Path | None) -> float:
     """Reference perplexity; a published version's (or the base model's) is computed once."""
-    weights = [] if adapter_dir is None else sorted(Path(adapter_dir).glob("*.safetensors"))
-    stamp = [(w.name, w.stat().st_size, w.stat().st_mtime_ns) for w in weights]
     return remembered(
         context.config.cache_dir / "sleep",
         "perplexity",
-        [str(context.model_path), str(adapter_dir), stamp, REFERENCE_TEXT],
+        [str(context.model_path), str(adapter_dir), weights_stamp(adapter_dir), REFERENCE_TEXT],
         lambda: reference_perplexity(context.model_path, adapter_dir),
     )
 
