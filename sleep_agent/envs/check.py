@@ -23,8 +23,11 @@ class BehaviourCheck:
     """``check([ask_current, ask_candidate])`` -> each version's mean score on ``seeds``.
 
     ``make_env`` builds one environment per game played at once (environments are not shared
-    between threads); they are kept for the next sleep and freed by :meth:`close`. The seeds must
-    be tasks the agent neither trains on nor is evaluated on (e.g. train seeds past those played).
+    between threads); they are kept for the next sleep and freed by :meth:`close`. ``pool``: an
+    :class:`EnvPool` to borrow them from instead, shared with the caller's own play, so that a
+    family whose environment is a process (a JVM, a browser) does not keep two sets of them. The
+    seeds must be tasks the agent neither trains on nor is evaluated on (e.g. train seeds past
+    those played).
     """
 
     def __init__(
@@ -35,10 +38,13 @@ class BehaviourCheck:
         split: Split = "train",
         window: int | None = WINDOW,
         parallel: int = 6,
+        pool: EnvPool | None = None,
     ) -> None:
         if not seeds:
             raise ValueError("a behaviour check needs at least one task seed")
-        self.pool = EnvPool(make_env, parallel)  # environments in play at once (each may be a process)
+        self.pool = pool or EnvPool(
+            make_env, parallel
+        )  # environments in play at once (each may be a process)
         self.seeds = list(seeds)
         self.split = split
         self.window = window

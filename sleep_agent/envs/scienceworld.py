@@ -21,10 +21,13 @@ the same every time.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import threading
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from itertools import groupby
 from typing import Any
 
@@ -42,6 +45,10 @@ DEFAULT_TASKS = (
 DEFAULT_SIMPLIFICATION = "openDoors,noElectricalAction"
 SEED_STRIDE = 10_000  # seed = task index * SEED_STRIDE + variation: no task has as many variations
 MAX_ACTIONS = 30
+# The engine's JVM would size its heap to a quarter of the machine and keep growing into it (2-3 GB
+# each after a few dozen tasks); tasks played at once start one JVM each. 1 GB holds any task here
+# (about 0.5 GB resident after six), and the serial collector suits a JVM that shares a few cores.
+JAVA_OPTIONS = "-Xmx1g -XX:+UseSerialGC"
 _ELECTRICAL = ("power-component", "conductivity")  # the tasks that need the wiring actions
 _SELF = {"agent", "inventory"}  # the player and its pockets: never an object of the task
 _ALWAYS = ("look around", "wait1")
@@ -60,12 +67,13 @@ class ScienceWorld:
         step_limit: int = 20,
         simplification: str = DEFAULT_SIMPLIFICATION,
         max_actions: int = MAX_ACTIONS,
+        java_options: str = JAVA_OPTIONS,
     ) -> None:
         self.tasks = tuple(tasks or DEFAULT_TASKS)
         self.step_limit = step_limit
         self.simplification = simplification
         self.max_actions = max_actions
-        self._env = _start_engine()
+        self._env = _start_engine(java_options)
         self._server = self._env.server  # the engine itself, behind the wrapper
         self._variations = {task: self._split_variations(task) for task in self.tasks}
         self._templates = {
@@ -502,7 +510,7 @@ def _simplification(task: str, simplification: str) -> str:
     return simplification
 
 
-def _start_engine() -> Any:
+def _start_engine(java_options: str) -> Any:
     try:
         from scienceworld import ScienceWorldEnv
     except ImportError as e:
@@ -515,8 +523,28 @@ def _start_engine() -> Any:
             "(Debian: apt-get install openjdk-17-jre-headless)"
         )
     try:
-        return ScienceWorldEnv("")
+        with _java_options(java_options):
+            return ScienceWorldEnv("")
     except Exception as e:  # the JVM did not start (too old a Java, no memory)
         raise EnvironmentUnavailableError(
             f"ScienceWorld's Java engine did not start ({e}): it needs a JRE 17 or newer on PATH"
         ) from e
+
+
+_LAUNCH = threading.Lock()
+
+
+@contextmanager
+def _java_options(options: str) -> Iterator[None]:
+    """``JAVA_TOOL_OPTIONS`` for the JVM started inside: the package launches it with no way to pass
+    options, and the variable is read once, at the JVM's start. Set only while one launches."""
+    with _LAUNCH:
+        before = os.environ.get("JAVA_TOOL_OPTIONS")
+        os.environ["JAVA_TOOL_OPTIONS"] = " ".join(filter(None, [before, options]))
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop("JAVA_TOOL_OPTIONS", None)
+            else:
+                os.environ["JAVA_TOOL_OPTIONS"] = before

@@ -100,7 +100,10 @@ def _one_seed(
     gate_seeds = env.seeds(
         "train", size["gate_tasks"], offset=seed * (trained + size["gate_tasks"]) + trained
     )
-    check = BehaviourCheck(lambda: _environment(options), gate_seeds)
+    # tasks in play at once, each in its own environment: the server batches their steps; the
+    # gate's check borrows from the same environments (a JVM or a browser each)
+    pool = EnvPool(lambda: _environment(options))
+    check = BehaviourCheck(pool.make_env, gate_seeds, pool=pool)
     # a whole task is 300-1500 tokens: the budget holds one or two within the 2048-token window
     recall = RecallConfig(
         k=2, max_tokens=1024, include_consolidated=True, sources=("user", "assistant", "tool")
@@ -110,8 +113,6 @@ def _one_seed(
         "retrieval": h.memory(f"agent-retrieval-seed{seed}", seed=seed, recall=recall, cycle=cycle),
         "sleep": h.memory(f"agent-sleep-seed{seed}", seed=seed, recall=recall, cycle=cycle, behaviour=check),
     }
-    # tasks in play at once, each in its own environment: the server batches their steps
-    pool = EnvPool(lambda: _environment(options))
 
     def player(stream: str, game_env: Any, *, recall: bool, record: bool) -> AgentPlayer:
         return AgentPlayer(
