@@ -162,3 +162,92 @@ def test_a_candidate_that_plays_better_may_lose_a_little_more_of_the_probe():
     worse_probe = decide(Scores(None, None, 14, behaviour=0.2), Scores(None, None, 11, behaviour=0.8), config)
     assert not worse_probe.accepted  # the slack is bounded too
     assert decide(Scores(None, None, 14), Scores(None, None, 12), config).reason.startswith("general probe")
+
+
+class _Check:
+    """A behaviour check over two tasks: a version wins the first when it answers 'win'."""
+
+    def __init__(self, tasks: str = "doors") -> None:
+        self.tasks = tasks
+        self.played: list[int] = []  # versions asked per call
+
+    def fingerprint(self):
+        return [self.tasks]
+
+    def __call__(self, asks):
+        self.played.append(len(asks))
+        self.last = [[float(ask([{"role": "user", "content": "go"}]) == "win"), 0.5] for ask in asks]
+        return [sum(s) / len(s) for s in self.last]
+
+
+def _context(tmp_path):
+    from types import SimpleNamespace
+
+    from sleep_agent.config import SleepConfig
+
+    class Backend:
+        base_name = "base"
+
+        def chat(self, prompt, adapter, max_tokens, stop):  # the adapters named v1 win, others lose
+            return "win" if adapter.startswith("v1") else "lose"
+
+    config = SleepConfig(namespace="t", home=tmp_path / "home", cache_dir=tmp_path / "cache")
+    return SimpleNamespace(config=config, model_path=tmp_path / "model", backend=Backend())
+
+
+def _adapter(tmp_path, name: str, weights: bytes = b"w") -> Path:
+    directory = tmp_path / name
+    directory.mkdir(exist_ok=True)
+    (directory / "adapter_model.safetensors").write_bytes(weights)
+    return directory
+
+
+def test_a_version_plays_the_behaviour_check_once_and_is_scored_from_memory_after(tmp_path):
+    """Greedy play on fixed tasks repeats: the gate keeps each version's check scores with its
+    weights and the check's fingerprint, and plays only the candidate when it has the current's."""
+    from sleep_agent.sleep.cycle import SleepReport
+    from sleep_agent.sleep.standard import StandardCycle
+
+    context, check = _context(tmp_path), _Check()
+    cycle = StandardCycle(behaviour=check)
+    v1, v2 = _adapter(tmp_path, "v1"), _adapter(tmp_path, "v2")
+
+    def sleep(current, candidate, on=cycle):
+        report = SleepReport(namespace="t", trigger="test")
+        return on._play_check(context, current, candidate, report), report.metrics
+
+    assert sleep((None, None), ("v1", v1)) == ((0.25, 0.75), {"behaviour_scores": [[0.0, 0.5], [1.0, 0.5]]})
+    assert check.played == [2]
+    scores, metrics = sleep(("v1", v1), ("v2", v2))  # v1 was the last candidate: not played again
+    assert check.played == [2, 1] and scores == (0.75, 0.25)
+    assert metrics == {"behaviour_scores": [[1.0, 0.5], [0.0, 0.5]], "behaviour_remembered": True}
+    sleep((None, None), ("v2", v2))  # the base model too, for any namespace on the deployment
+    assert check.played == [2, 1, 1]
+
+    _adapter(tmp_path, "v1", b"retrained")  # other weights in the same place: played afresh
+    sleep(("v1", v1), ("v2", v2))
+    assert check.played[-1] == 2
+    other_tasks = _Check("windows")  # other tasks: played afresh
+    sleep((None, None), ("v2", v2), on=StandardCycle(behaviour=other_tasks))
+    assert other_tasks.played == [2]
+    sleep(("v1-elsewhere", None), ("v2", v2))  # an adapter without a known directory is never keyed
+    sleep(("v1-elsewhere", None), ("v2", v2))
+    assert check.played[-2:] == [2, 2]
+
+
+def test_a_plain_callable_check_is_played_every_time_and_reports_means_only(tmp_path):
+    from sleep_agent.sleep.cycle import SleepReport
+    from sleep_agent.sleep.standard import StandardCycle
+
+    calls = []
+
+    def check(asks):
+        calls.append(len(asks))
+        return [0.0, 1.0]
+
+    cycle, report = StandardCycle(behaviour=check), SleepReport(namespace="t", trigger="test")
+    for _ in range(2):
+        assert cycle._play_check(
+            _context(tmp_path), (None, None), ("v1", _adapter(tmp_path, "v1")), report
+        ) == (0.0, 1.0)
+    assert calls == [2, 2] and "behaviour_scores" not in report.metrics

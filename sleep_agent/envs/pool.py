@@ -39,12 +39,21 @@ class EnvPool:
         def one(game: G) -> R:
             env = self.borrow()
             try:
-                return play(env, game)
-            finally:
-                self.give_back(env)
+                result = play(env, game)
+            except BaseException:
+                env.close()  # its task broke off midway: not trusted with the next one
+                raise
+            self.give_back(env)
+            return result
 
-        with ThreadPoolExecutor(max_workers=min(self.parallel, len(games))) as pool:
+        pool = ThreadPoolExecutor(max_workers=min(self.parallel, len(games)))
+        try:
             return list(pool.map(one, games))
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # the error now, not after every queued game
+            raise
+        finally:
+            pool.shutdown()
 
     def borrow(self) -> Environment:
         with self._lock:

@@ -8,7 +8,8 @@ a few other training tasks with both versions (the behaviour check). A task the 
 followed by its gold walkthrough, recorded as a won episode, where the benchmark has one (learning
 from demonstrations: the default model rarely wins alone). After each block, held-out tasks (the
 benchmark's held-out split, never recorded) are played four ways: no memory, retrieval, sleep, and
-sleep plus retrieval. Greedy decoding and fixed seeds: a run repeats exactly.
+sleep plus retrieval. Greedy decoding and fixed seeds: a run repeats, up to the server's batching
+(tasks are played several at once, and a batch is not promised bit-identical output).
 """
 
 from __future__ import annotations
@@ -149,12 +150,12 @@ def _one_seed(
         for stream, played in zip(training, pool.map(stream_plays, list(training)), strict=True):
             training[stream].extend(played)
 
-    # before any task both memories are empty: every condition is the base model with no recall
-    base = held_out_tasks({"no_memory": ("retrieval", False)})["no_memory"]
-    points: list[dict[str, Any]] = [{"tasks": 0, **{c: base for c in CONDITIONS}}]
     training: dict[str, list[dict[str, Any]]] = {"retrieval": [], "sleep": []}
     sleeps = []
     try:
+        # before any task both memories are empty: every condition is the base model with no recall
+        base = held_out_tasks({"no_memory": ("retrieval", False)})["no_memory"]
+        points: list[dict[str, Any]] = [{"tasks": 0, **{c: base for c in CONDITIONS}}]
         for block in range(size["blocks"]):
             training_block(train[block * per_block : (block + 1) * per_block], block)
             sleeps.append(sleep_record(memories["sleep"].sleep()))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -55,7 +57,8 @@ def keep(directory: Path | None, kind: str, parts: list[Any], value: Any) -> Non
     path = memo_path(directory, kind, *parts)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        scratch = path.with_suffix(".tmp")
+        # a name of its own: sleeps of two namespaces may keep the same base-model value at once
+        scratch = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
         scratch.write_text(json.dumps(value))
         scratch.replace(path)
     except OSError as e:

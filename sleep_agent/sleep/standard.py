@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sleep_agent import progress
+from sleep_agent import __version__, progress
 from sleep_agent.adapters import AdapterRegistry, Manifest
 from sleep_agent.doctor import scratch_dir
 from sleep_agent.episodes import Episode
@@ -379,27 +379,37 @@ class StandardCycle:
         assert check is not None
         fingerprint = getattr(check, "fingerprint", None)
         directory = context.config.cache_dir / "sleep"
+        serving = context.config.serving
 
         def parts(adapter_dir: Path | None) -> list[Any]:
             return [
+                __version__,  # the player's prompts and action mapping
                 str(context.model_path),
+                [serving.backend, serving.base_url, serving.dtype, serving.max_model_len],
                 str(adapter_dir),
                 weights_stamp(adapter_dir),
                 fingerprint() if fingerprint is not None else None,
                 self.config.action_tokens,
             ]
 
-        known = stored(directory, "behaviour", parts(current[1])) if fingerprint is not None else None
+        def keyed(version: tuple[str | None, Path | None]) -> bool:
+            # a served adapter whose directory is unknown has no weights to key its scores by
+            return fingerprint is not None and (version[0] is None or version[1] is not None)
+
+        known = stored(directory, "behaviour", parts(current[1])) if keyed(current) else None
         versions = [candidate] if known else [current, candidate]
         means = check([self._asker(context, adapter) for adapter, _ in versions])
-        per_task = list(getattr(check, "last", None) or [[m] for m in means])
-        if fingerprint is not None and len(per_task) == len(versions):
-            for (_, adapter_dir), scores in zip(versions, per_task, strict=True):
-                keep(directory, "behaviour", parts(adapter_dir), scores)
+        per_task = getattr(check, "last", None) if fingerprint is not None else None
+        if per_task is not None:  # a check that reports per-task scores: keep them
+            for version, scores in zip(versions, per_task, strict=True):
+                if keyed(version):
+                    keep(directory, "behaviour", parts(version[1]), scores)
         if known:
-            means, per_task = [statistics.fmean(known), *means], [known, *per_task]
+            means = [statistics.fmean(known), *means]
+            per_task = [known, *(per_task or [])]
             report.metrics["behaviour_remembered"] = True  # the current version's, from an earlier sleep
-        report.metrics["behaviour_scores"] = per_task
+        if per_task is not None:
+            report.metrics["behaviour_scores"] = list(per_task)
         return means[0], means[1]
 
     def _asker(self, context: SleepContext, adapter: str | None) -> Callable[[list[dict[str, str]]], str]:
