@@ -42,9 +42,8 @@ class BehaviourCheck:
     ) -> None:
         if not seeds:
             raise ValueError("a behaviour check needs at least one task seed")
-        self.pool = pool or EnvPool(
-            make_env, parallel
-        )  # environments in play at once (each may be a process)
+        # the environments in play at once (each may be a process of its own)
+        self.pool = pool or EnvPool(make_env, parallel)
         self.seeds = list(seeds)
         self.split = split
         self.window = window

@@ -169,8 +169,7 @@ def _one_seed(
             # no memory changes nothing: the same greedy tasks again
             points.append({"tasks": (block + 1) * per_block, "no_memory": base, **played})
     finally:
-        check.close()
-        pool.close()
+        pool.close()  # the check's environments too: it borrows from this pool
     return {
         "seed": seed,
         "train_seeds": train,
