@@ -442,3 +442,24 @@ def test_the_pool_gives_each_game_its_own_environment_and_returns_results_in_ord
     pool.close()
     with pytest.raises(ValueError, match="parallel"):
         EnvPool(_Doors, parallel=0)
+
+
+def test_a_check_given_a_pool_plays_in_the_callers_environments():
+    """The eval's check shares its pool: a JVM or browser per game, not two sets of them."""
+    from sleep_agent.envs import BehaviourCheck
+    from sleep_agent.envs.pool import EnvPool
+
+    _Doors.made = 0
+    pool = EnvPool(_Doors, parallel=2)
+
+    def play(env, seed):  # the caller's own play
+        obs = env.reset(seed)
+        while not obs.done:
+            obs = env.step("open the red door")
+
+    pool.map(play, [0, 1])
+    assert _Doors.made == 2
+    check = BehaviourCheck(pool, [0, 1, 2, 3])
+    assert check([lambda prompt: "open the red door"]) == [pytest.approx(1 / 4)]
+    assert check.pool is pool and _Doors.made == 2  # borrowed, none built for the check
+    check.close()

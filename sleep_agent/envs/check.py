@@ -22,28 +22,27 @@ from sleep_agent.envs.pool import EnvPool
 class BehaviourCheck:
     """``check([ask_current, ask_candidate])`` -> each version's mean score on ``seeds``.
 
-    ``make_env`` builds one environment per game played at once (environments are not shared
-    between threads); they are kept for the next sleep and freed by :meth:`close`. ``pool``: an
-    :class:`EnvPool` to borrow them from instead, shared with the caller's own play, so that a
-    family whose environment is a process (a JVM, a browser) does not keep two sets of them. The
-    seeds must be tasks the agent neither trains on nor is evaluated on (e.g. train seeds past
-    those played).
+    ``envs`` is either a factory, which builds one environment per game played at once (at most
+    ``parallel``; environments are not shared between threads), or an :class:`EnvPool` shared
+    with the caller's own play, so that a family whose environment is a process (a JVM, a
+    browser) does not keep two sets of them. Environments are kept for the next sleep and freed
+    by :meth:`close`. The seeds must be tasks the agent neither trains on nor is evaluated on
+    (e.g. train seeds past those played).
     """
 
     def __init__(
         self,
-        make_env: Callable[[], Environment],
+        envs: Callable[[], Environment] | EnvPool,
         seeds: Sequence[int],
         *,
         split: Split = "train",
         window: int | None = WINDOW,
         parallel: int = 6,
-        pool: EnvPool | None = None,
     ) -> None:
         if not seeds:
             raise ValueError("a behaviour check needs at least one task seed")
         # the environments in play at once (each may be a process of its own)
-        self.pool = pool or EnvPool(make_env, parallel)
+        self.pool = envs if isinstance(envs, EnvPool) else EnvPool(envs, parallel)
         self.seeds = list(seeds)
         self.split = split
         self.window = window

@@ -104,7 +104,7 @@ def _one_seed(
     # tasks in play at once, each in its own environment: the server batches their steps; the
     # gate's check borrows from the same environments (a JVM or a browser each)
     pool = EnvPool(lambda: _environment(options))
-    check = BehaviourCheck(pool.make_env, gate_seeds, pool=pool)
+    check = BehaviourCheck(pool, gate_seeds)
     # a whole task is 300-1500 tokens: the budget holds one or two within the 2048-token window
     recall = RecallConfig(
         k=2, max_tokens=1024, include_consolidated=True, sources=("user", "assistant", "tool")
