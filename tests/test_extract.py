@@ -304,6 +304,10 @@ def test_failed_or_unrated_trajectories_and_plain_chats_are_not_imitated():
 
     assert behaviour_samples([trajectory(outcome="failure"), trajectory(), trajectory(reward=0.0)]) == []
     assert len(behaviour_samples([trajectory(reward=1.0)])) == 3
+    assert len(behaviour_samples([trajectory(outcome="answered", reward=1.0)])) == 3
+    # a lost task's partial credit (ScienceWorld scores the rooms visited on the way) is not a
+    # trajectory to copy: the agent would learn to repeat what lost
+    assert behaviour_samples([trajectory(outcome="failure", reward=0.58), trajectory("Lost", 0.3)]) == []
 
 
 def test_behaviour_samples_train_only_the_assistants_step(default_model_dir):

@@ -209,15 +209,23 @@ def statements_of(text: str) -> list[str]:
     return found
 
 
-# Outcomes that mark a tool-using episode as worth imitating (or any positive reward).
+# Outcomes that mark a tool-using episode as worth imitating, and those that rule it out whatever
+# its reward: a lost task's partial score (a benchmark's credit for steps on the way) does not make
+# its actions worth copying.
 SUCCESS_OUTCOMES = frozenset({"success", "succeeded", "solved", "win", "won", "done", "passed"})
+FAILURE_OUTCOMES = frozenset(
+    {"failure", "failed", "fail", "lost", "loss", "error", "timeout", "aborted", "gave up"}
+)
 
 
 def is_successful_trajectory(episode: Episode) -> bool:
-    """An episode in which the assistant called tools and that ended well."""
+    """An episode in which the assistant called tools and that ended well: a success outcome, or
+    a positive reward under an outcome that is not a failure."""
     called = any(p.tool_calls for p in episode.parts_from("assistant"))
-    ended_well = (episode.outcome or "").strip().lower() in SUCCESS_OUTCOMES or (episode.reward or 0) > 0
-    return called and ended_well
+    outcome = (episode.outcome or "").strip().lower()
+    if outcome in FAILURE_OUTCOMES:
+        return False
+    return called and (outcome in SUCCESS_OUTCOMES or (episode.reward or 0) > 0)
 
 
 def critique(
