@@ -244,21 +244,19 @@ def plot(result: dict[str, Any], out_dir: Path) -> list[Path]:
 
     path = out_dir / f"agent_{result['env']}_learning_curves.png"
     data = result["curves"]
+    won, steps = "held-out tasks won (share)", "steps per task (lost = step limit)"
     curves(
         path,
         data["tasks"],
         {
-            "held-out tasks won (share)": {
-                label: [s["won"]["mean"] for s in data[c]] for c, label in CONDITIONS.items()
-            },
+            won: {label: [s["won"]["mean"] for s in data[c]] for c, label in CONDITIONS.items()},
             "mean score (the benchmark's metric)": {
                 label: [s["score"] for s in data[c]] for c, label in CONDITIONS.items()
             },
-            "steps per task (lost = step limit)": {
-                label: [s["steps"] for s in data[c]] for c, label in CONDITIONS.items()
-            },
+            steps: {label: [s["steps"] for s in data[c]] for c, label in CONDITIONS.items()},
         },
         title=f"{result['env']}: held-out tasks after each block of training tasks",
         xlabel="training tasks played",
+        limits={won: (-0.04, 1.04), steps: (0, result["step_limit"] * 1.05)},
     )
     return [path]

@@ -109,8 +109,12 @@ def curves(
     *,
     title: str,
     xlabel: str,
+    limits: Mapping[str, tuple[float, float]] | None = None,
 ) -> None:
-    """Learning curves: one panel per measure, one line per condition, over the same x."""
+    """Learning curves: one panel per measure, one line per condition, over the same x.
+
+    ``limits``: a panel's fixed y range, so that a flat line reads as what it is (a share of 0
+    on a 0-1 axis) rather than filling an axis matplotlib centred on it."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
     styles = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":")]  # lines that coincide stay visible
@@ -119,6 +123,8 @@ def curves(
             marker, line = styles[i % len(styles)]
             ys = [float("nan") if v is None else v for v in values]
             ax.plot(list(xs), ys, marker=marker, linestyle=line, markersize=8 - 1.5 * (i % 4), label=label)
+        if limits and panel in limits:
+            ax.set_ylim(*limits[panel])
         ax.set_title(panel, fontsize=9)
         ax.set_xlabel(xlabel)
         ax.set_xticks(list(xs))
