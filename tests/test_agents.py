@@ -462,4 +462,7 @@ def test_a_check_given_a_pool_plays_in_the_callers_environments():
     check = BehaviourCheck(pool, [0, 1, 2, 3])
     assert check([lambda prompt: "open the red door"]) == [pytest.approx(1 / 4)]
     assert check.pool is pool and _Doors.made == 2  # borrowed, none built for the check
-    check.close()
+    check.close()  # the pool is the caller's: still there for its next round
+    pool.map(play, [2, 3])
+    assert _Doors.made == 2
+    pool.close()

@@ -25,8 +25,8 @@ class BehaviourCheck:
     ``envs`` is either a factory, which builds one environment per game played at once (at most
     ``parallel``; environments are not shared between threads), or an :class:`EnvPool` shared
     with the caller's own play, so that a family whose environment is a process (a JVM, a
-    browser) does not keep two sets of them. Environments are kept for the next sleep and freed
-    by :meth:`close`. The seeds must be tasks the agent neither trains on nor is evaluated on
+    browser) does not keep two sets of them. Environments are kept for the next sleep; :meth:`close`
+    frees those the check built, and leaves a shared pool to its owner. The seeds must be tasks the agent neither trains on nor is evaluated on
     (e.g. train seeds past those played).
     """
 
@@ -42,6 +42,7 @@ class BehaviourCheck:
         if not seeds:
             raise ValueError("a behaviour check needs at least one task seed")
         # the environments in play at once (each may be a process of its own)
+        self._owns_pool = not isinstance(envs, EnvPool)  # a shared pool is closed by its owner
         self.pool = envs if isinstance(envs, EnvPool) else EnvPool(envs, parallel)
         self.seeds = list(seeds)
         self.split = split
@@ -87,4 +88,5 @@ class BehaviourCheck:
         return player.play(seed, self.split).score
 
     def close(self) -> None:
-        self.pool.close()
+        if self._owns_pool:
+            self.pool.close()
